@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything the harness needs on Debian bookworm (run as root): the servers and tools
+# from Debian's packages, and the harness with its Python dependencies in .venv/.
+# Installing a server package does not start it; the harness runs its own instances.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+packages=(prosody lua-unbound ejabberd jabberd2 sqlite3 util-linux libpcap0.8)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+python=${PYTHON:-python3}
+if [ ! -x "$here/.venv/bin/python" ]; then
+  "$python" -m venv "$here/.venv"
+fi
+"$here/.venv/bin/pip" install -q --upgrade pip >/dev/null
+"$here/.venv/bin/pip" install -q -e "$here[test]"
+echo "setup: ready ($("$here/.venv/bin/interop" --help >/dev/null && echo interop installed))"

@@ -1,0 +1,110 @@
+"""The protocol-neutral actor interface and the registry of actor kinds.
+
+An actor is a scripted participant of a scenario (a client, a raw byte stream, a peer server).
+Protocol packages (``harness.protocols.<name>``) register their actor kinds here; the scenario
+engine only knows this interface, so a second protocol family (SIP) adds kinds, not branches.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from harness.verdict import HarnessError
+
+# The step actions every actor kind may implement; a kind lists the ones it supports.
+STANDARD_ACTIONS = ("connect", "authenticate", "send", "expect", "expect-nothing", "disconnect")
+
+
+@dataclass(frozen=True)
+class Account:
+    """A test account on a target (``user@domain`` with its password)."""
+
+    user: str
+    domain: str
+    password: str
+
+    @property
+    def jid(self) -> str:
+        return f"{self.user}@{self.domain}"
+
+
+@dataclass(frozen=True)
+class TargetView:
+    """What an actor may know of the target it talks to: where it is and whom to trust."""
+
+    name: str
+    product: str
+    domain: str
+    address: str
+    ports: dict[str, int]
+    ca_file: Path | None  # None: do not verify the target's certificate (external targets only)
+    features: frozenset[str] = frozenset()
+
+
+@dataclass
+class ActorContext:
+    """Everything an actor gets from the run: target, account, where evidence goes."""
+
+    name: str
+    target: TargetView
+    account: Account | None
+    evidence_dir: Path
+    keylog_file: Path
+    source_address: str | None = None  # bind outgoing connections here (spreads per-address limits)
+    client_cert: tuple[Path, Path] | None = None  # (certificate, key) issued by the run's CA
+    secrets: list[str] = field(default_factory=list)  # strings to redact from every log
+    step_timeout: float = 10.0
+
+
+class Actor(abc.ABC):
+    """A scenario participant. Steps call ``perform(action, params)``.
+
+    Implementations raise :class:`harness.verdict.Failed` when the target broke the rule,
+    :class:`~harness.verdict.Unsupported` when an optional feature is missing and
+    :class:`~harness.verdict.HarnessError` when the check itself could not be carried out.
+    """
+
+    kind: ClassVar[str]
+    protocol: ClassVar[str]
+    # JSON schema (as a dict) of the params of each supported action, used when loading scenarios.
+    actions: ClassVar[dict[str, dict[str, Any]]]
+    # JSON schema of the actor's own options in the scenario's ``actors:`` section.
+    options_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+
+    def __init__(self, ctx: ActorContext, options: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.options = options
+        self.reached_server = False  # set once a connection to the target was established
+
+    async def perform(self, action: str, params: dict[str, Any]) -> None:
+        if action not in self.actions:
+            raise HarnessError(f"actor kind {self.kind} has no action {action!r}")
+        await getattr(self, action.replace("-", "_"))(**params)
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every connection, whatever state the actor is in."""
+
+    @property
+    def stream_logs(self) -> list[Path]:
+        """Evidence files this actor wrote (already redacted)."""
+        return []
+
+
+_KINDS: dict[str, type[Actor]] = {}
+
+
+def register(cls: type[Actor]) -> type[Actor]:
+    """Class decorator: make an actor kind available to scenarios."""
+    _KINDS[cls.kind] = cls
+    return cls
+
+
+def actor_kinds() -> dict[str, type[Actor]]:
+    """All registered kinds (importing the protocol packages registers theirs)."""
+    import harness.protocols  # noqa: F401  (registration side effect)
+
+    return dict(_KINDS)

@@ -1,0 +1,162 @@
+"""The ``interop`` command: run, list, validate, report.
+
+``run`` checks everything it can before starting a server (scenario files, targets, knobs) and
+exits 2 on a usage or configuration error; then it hands the items to pytest and takes its exit
+code from ``results.json``, not from pytest (see :func:`harness.results.exit_code`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.plugin import PROJECT_ROOT
+from harness.report.matrix import render_matrix, write_reports
+from harness.results import ResultsError, exit_code, read_results
+from harness.scenario.loader import load_all, scenario_files
+from harness.targets.local import is_installed, package_version
+from harness.targets.spec import CatalogueError, catalogue
+from harness.topology import Selection, Topology
+
+USAGE_ERROR = 2
+SCENARIOS = PROJECT_ROOT / "scenarios"
+CATALOGUE = PROJECT_ROOT / "fixtures" / "targets"
+
+
+def _load_or_report(paths: list[Path]) -> list | None:
+    scenarios, errors = load_all(paths)
+    for error in errors:
+        print(error, file=sys.stderr)
+    return None if errors else scenarios
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    paths = [p for root in args.paths for p in (scenario_files(root) if root.is_dir() else [root])]
+    scenarios = _load_or_report(paths)
+    if scenarios is None:
+        return USAGE_ERROR
+    print(f"{len(scenarios)} scenario files valid")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what in ("scenarios", "all"):
+        scenarios = _load_or_report(scenario_files(SCENARIOS))
+        if scenarios is None:
+            return USAGE_ERROR
+        for s in sorted(scenarios, key=lambda s: s.id):
+            print(f"{s.id:45} {s.level:6} {s.category:15} {s.spec_ref}")
+    if args.what in ("targets", "all"):
+        for name, spec in catalogue(CATALOGUE).items():
+            version = package_version(spec.package) if spec.package else None
+            state = f"installed {version}" if is_installed(spec) else "not installed"
+            knobs = ", ".join(f"{k}={v.default}" for k, v in sorted(spec.knobs.items()))
+            print(f"{name:12} {state:28} knobs: {knobs}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        run = read_results(args.results)
+    except (OSError, ResultsError) as exc:
+        print(f"{args.results}: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    written = write_reports(run, args.results.parent)
+    if args.print:
+        print(render_matrix(run))
+    print("\n".join(str(p) for p in written))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    scenarios = _load_or_report(scenario_files(SCENARIOS))
+    if scenarios is None:
+        return USAGE_ERROR
+    try:  # configuration errors are usage errors: report them before any server starts
+        Topology(Selection(targets=[t for t in args.targets.split(",") if t], driver=args.driver,
+                           knobs=args.knob, target_files=args.target_file), CATALOGUE, Path("/nonexistent"))
+    except CatalogueError as exc:
+        print(f"interop: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    out = (args.out or PROJECT_ROOT / "reports" / "latest-unused").resolve()
+    pytest_args = [str(SCENARIOS), "-p", "no:cacheprovider", "--rootdir", str(PROJECT_ROOT),
+                   "--targets", args.targets, "--driver", args.driver]
+    for option, values in (("--category", args.category), ("--scenario", args.scenario),
+                           ("--knob", args.knob), ("--target-file", args.target_file)):
+        for value in values:
+            pytest_args += [option, str(value)]
+    if args.out:
+        pytest_args += ["--out", str(out)]
+    pytest_args += ["-o", "junit_family=xunit2", "-q", *args.pytest_args]
+    code = _run_pytest(pytest_args, args.out)
+    return code
+
+
+def _run_pytest(pytest_args: list[str], out: Path | None) -> int:
+    """Run pytest in-process; the run directory is only known once the plugin made it."""
+    from harness import plugin
+
+    class Capture:
+        run_dir: Path | None = None
+
+        @staticmethod
+        def pytest_sessionfinish(session: pytest.Session) -> None:
+            state = session.config.stash.get(plugin._STATE, None)
+            Capture.run_dir = state.run_dir if state else None
+
+        @staticmethod
+        def pytest_configure(config: pytest.Config) -> None:
+            # Reports that pytest writes go into the run directory as well.
+            run_dir = plugin._state(config).run_dir
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config.option.xmlpath = str(run_dir / "junit.xml")
+            config.option.allure_report_dir = str(run_dir / "allure-results")
+
+    code = pytest.main(pytest_args, plugins=[Capture()])
+    if code == pytest.ExitCode.USAGE_ERROR or code == pytest.ExitCode.INTERRUPTED:
+        return USAGE_ERROR if code == pytest.ExitCode.USAGE_ERROR else 1
+    if Capture.run_dir is None or not (Capture.run_dir / "results.json").exists():
+        print("interop: the run executed no item (nothing selected?)", file=sys.stderr)
+        return 1
+    run = read_results(Capture.run_dir / "results.json")
+    code = exit_code(run)
+    print(f"interop: {len(run.items)} items; reports in {Capture.run_dir}; exit {code}")
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="interop", description="IM server interoperability conformance harness")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run scenarios against targets and write reports")
+    run.add_argument("--targets", default="", help="comma-separated catalogue targets (default: every installed)")
+    run.add_argument("--driver", default="local", choices=["local", "docker"])
+    run.add_argument("--category", action="append", default=[])
+    run.add_argument("--scenario", action="append", default=[], help="id or glob, e.g. 'auth.sasl.*'")
+    run.add_argument("--knob", action="append", default=[], help="[TARGET:]NAME=VALUE")
+    run.add_argument("--target-file", action="append", default=[], type=Path)
+    run.add_argument("--out", type=Path, default=None, help="run directory (default reports/<run-id>)")
+    run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments (e.g. -x, -k)")
+    run.set_defaults(func=cmd_run)
+    lst = sub.add_parser("list", help="list scenarios and targets")
+    lst.add_argument("what", nargs="?", choices=["scenarios", "targets", "all"], default="all")
+    lst.set_defaults(func=cmd_list)
+    val = sub.add_parser("validate", help="check scenario files; exit 2 on a problem")
+    val.add_argument("paths", nargs="*", type=Path, default=[SCENARIOS])
+    val.set_defaults(func=cmd_validate)
+    rep = sub.add_parser("report", help="re-render the reports from a results.json")
+    rep.add_argument("results", type=Path)
+    rep.add_argument("--print", action="store_true", help="also print the matrix")
+    rep.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Run one item (a scenario against its targets) and turn what happened into a verdict.
+
+The engine builds the actors, runs the steps in order with a deadline each, and collects the
+evidence: actors' stream logs, the TLS key log, a packet capture and the targets' log slices.
+It never sleeps to decide anything; waiting is the actors' business, on events with deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.actors import Account, Actor, ActorContext, actor_kinds
+from harness.scenario.loader import PLACEHOLDER
+from harness.scenario.model import Scenario, Step
+from harness.targets.running import RunningTarget
+from harness.trace.capture import PacketCapture
+from harness.verdict import Failed, HarnessError, Outcome, StepOutcome, Verdict
+
+STEP_TIMEOUT_S = 10.0
+# The whole item's deadline on top of each step's: a run never hangs.
+ITEM_TIMEOUT_S = 120.0
+
+
+class RunServices(Protocol):
+    """What the engine needs from the run beyond the targets (the topology provides it)."""
+
+    def source_address(self, target: RunningTarget) -> str | None: ...
+
+    def client_certificate(self, account: Account, directory: Path) -> tuple[Path, Path]: ...
+
+
+@dataclass
+class ItemRun:
+    verdict: Verdict
+    duration_s: float
+    evidence: dict[str, Path] = field(default_factory=dict)
+    actors_connected: bool = False
+
+
+def item_id(scenario: Scenario, names: dict[str, str]) -> str:
+    """``scenario.id[target]``, or ``scenario.id[origin->receiver]`` for a pair (role order)."""
+    return f"{scenario.id}[{'->'.join(names[role] for role in scenario.roles)}]"
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+class Placeholders:
+    """Resolves ``${actor.jid}``, ``${role.domain}``, ``${random}`` in step parameters."""
+
+    def __init__(self, actors: dict[str, Actor], targets: dict[str, RunningTarget], item: str) -> None:
+        self.actors = actors
+        self.targets = targets
+        self.values = {"random": secrets.token_hex(4), "item": safe_name(item)}
+
+    def _lookup(self, ref: str) -> str:
+        if ref in self.values:
+            return self.values[ref]
+        name, _, attr = ref.partition(".")
+        if name in self.targets:
+            return str(getattr(self.targets[name], attr))
+        actor = self.actors[name]
+        account = actor.ctx.account
+        if attr == "full_jid":
+            value = getattr(actor, "full_jid", None)
+            if not value:
+                raise HarnessError(f"${{{ref}}} used before {name} bound a resource")
+            return str(value)
+        if account is None:
+            raise HarnessError(f"${{{ref}}}: actor {name} has no account")
+        return {"jid": account.jid, "user": account.user, "password": account.password,
+                "domain": account.domain}[attr]
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return PLACEHOLDER.sub(lambda m: self._lookup(m.group(1)), value)
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.resolve(v) for k, v in value.items()}
+        return value
+
+
+def _missing_features(scenario: Scenario, targets: dict[str, RunningTarget]) -> str | None:
+    for role, options in scenario.roles.items():
+        missing = sorted(set(options.get("requires", [])) - targets[role].features)
+        if missing:
+            return f"{targets[role].name} does not have {', '.join(missing)} (catalogue features)"
+    return None
+
+
+async def _expect_any(actors: dict[str, Actor], alternatives: list[dict[str, Any]]) -> None:
+    """Pass when any alternative's expectation holds (e.g. either actor sees a conflict)."""
+    tasks = [asyncio.create_task(actors[alt["actor"]].perform(
+        "expect", {k: v for k, v in alt.items() if k != "actor"})) for alt in alternatives]
+    reasons = []
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            try:
+                await next_done
+                return
+            except Failed as exc:
+                reasons.append(exc.reason)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    raise Failed("no alternative held: " + " / ".join(reasons))
+
+
+async def _perform(step: Step, actors: dict[str, Actor], params: dict[str, Any]) -> None:
+    if step.action == "expect-any":
+        await _expect_any(actors, params["alternatives"])
+    else:
+        await actors[step.actor].perform(step.action, params)
+
+
+async def _run_steps(scenario: Scenario, actors: dict[str, Actor], placeholders: Placeholders) -> Verdict:
+    for index, step in enumerate(scenario.steps):
+        try:
+            params = placeholders.resolve(step.params)
+            within = max([float(params.get("within", 0))] +
+                         [float(a.get("within", 0)) for a in params.get("alternatives", [])])
+            async with asyncio.timeout(within + STEP_TIMEOUT_S * 2):
+                await _perform(step, actors, params)
+        except StepOutcome as exc:
+            if exc.outcome is Outcome.FAIL and step.unsupported_on_fail:
+                return Verdict(Outcome.UNSUPPORTED, f"{step.unsupported_on_fail} ({exc.reason})")
+            return Verdict(exc.outcome, f"{step.describe(index)}: {exc.reason}")
+        except TimeoutError:
+            return Verdict(Outcome.ERROR, f"{step.describe(index)}: no result within the step deadline")
+    return Verdict(Outcome.PASS, "")
+
+
+async def _run(scenario: Scenario, targets: dict[str, RunningTarget], evidence_dir: Path,
+               services: RunServices, item: str) -> tuple[Verdict, dict[str, Actor]]:
+    kinds = actor_kinds()
+    actors: dict[str, Actor] = {}
+    keylog = evidence_dir / "tls-keys.log"
+    secrets_seen: list[str] = []
+    for name, spec in scenario.actors.items():
+        target = targets[spec.role]
+        account = target.account(spec.account, scenario.accounts.get(spec.account)) if spec.account else None
+        if account:
+            secrets_seen.append(account.password)
+        ctx = ActorContext(
+            name=name, target=target.view(), account=account, evidence_dir=evidence_dir,
+            keylog_file=keylog, source_address=services.source_address(target),
+            client_cert=services.client_certificate(account, evidence_dir)
+            if spec.client_cert and account else None,
+            secrets=secrets_seen, step_timeout=STEP_TIMEOUT_S,
+        )
+        actors[name] = kinds[spec.kind](ctx, spec.options)
+    placeholders = Placeholders(actors, targets, item)
+    try:
+        async with asyncio.timeout(ITEM_TIMEOUT_S):
+            verdict = await _run_steps(scenario, actors, placeholders)
+    except TimeoutError:
+        verdict = Verdict(Outcome.ERROR, f"item did not finish within {ITEM_TIMEOUT_S:.0f} s")
+    finally:
+        for actor in actors.values():
+            try:
+                await actor.close()
+            except Exception:  # closing is best effort; the verdict stands
+                pass
+    return verdict, actors
+
+
+def run_item(scenario: Scenario, targets: dict[str, RunningTarget], evidence_dir: Path,
+             services: RunServices) -> ItemRun:
+    """Run the scenario's steps against ``targets`` (role -> target) and collect evidence."""
+    started = time.monotonic()
+    item = item_id(scenario, {role: t.name for role, t in targets.items()})
+    evidence_dir.mkdir(parents=True, exist_ok=True)
+    missing = _missing_features(scenario, targets)
+    if missing:
+        return ItemRun(Verdict(Outcome.UNSUPPORTED, missing), time.monotonic() - started)
+    cursors = {role: t.log_cursor() for role, t in targets.items()}
+    capture = PacketCapture(sorted({t.address for t in targets.values()}), evidence_dir / "traffic.pcap")
+    capture.start()
+    actors: dict[str, Actor] = {}
+    try:
+        verdict, actors = asyncio.run(_run(scenario, targets, evidence_dir, services, item))
+    except StepOutcome as exc:  # raised while building actors (e.g. account creation failed)
+        verdict = Verdict(exc.outcome, exc.reason)
+    except Exception as exc:  # the harness's own bug: an error verdict, never a crash of the run
+        verdict = Verdict(Outcome.ERROR, f"harness error: {type(exc).__name__}: {exc}")
+    finally:
+        pcap = capture.stop()
+    evidence: dict[str, Path] = {"pcap": pcap}
+    for role, target in targets.items():
+        for path in target.copy_log_slice(cursors[role], evidence_dir):
+            evidence[path.name] = path
+    for actor in actors.values():
+        for path in actor.stream_logs:
+            evidence[path.name] = path
+    keylog = evidence_dir / "tls-keys.log"
+    if keylog.exists():
+        evidence["tls-keys.log"] = keylog
+    connected = any(a.reached_server for a in actors.values())
+    if verdict.outcome is Outcome.PASS and actors and not connected:
+        verdict = Verdict(Outcome.ERROR, "no actor reached the server")
+    return ItemRun(verdict, time.monotonic() - started, evidence, connected)

@@ -1,0 +1,77 @@
+"""The per-run environment every target shares: CA, name resolution and the address plan.
+
+A run owns a block of loopback addresses ``127.B.0.0/16``: the DNS responder on ``.0.10``,
+targets from ``.0.11`` on, actors' source addresses in ``.1.0/24``. The block is chosen by
+binding the DNS responder: the first free block wins, so two runs on one machine never share
+addresses.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.environment.dns import SRV_SERVICES, RunDNS
+from harness.environment.pki import CertificateAuthority
+from harness.verdict import HarnessError
+
+MAX_BLOCKS = 64
+
+
+@dataclass
+class RunEnvironment:
+    run_dir: Path
+    block: int
+    ca: CertificateAuthority
+    untrusted_ca: CertificateAuthority
+    dns: RunDNS
+    hosts_file: Path
+    resolv_file: Path
+    _next_target: itertools.count = field(default_factory=lambda: itertools.count(11))
+    _next_source: itertools.count = field(default_factory=lambda: itertools.count(0))
+
+    @property
+    def dns_address(self) -> str:
+        return f"127.{self.block}.0.10"
+
+    def target_address(self) -> str:
+        index = next(self._next_target)
+        if index > 250:
+            raise HarnessError("more than 240 targets in one run")
+        return f"127.{self.block}.0.{index}"
+
+    def source_address(self) -> str:
+        """A fresh client source address, round robin: spreads per-address limits (fail2ban)."""
+        return f"127.{self.block}.1.{next(self._next_source) % 254 + 1}"
+
+    def add_name(self, domain: str, address: str, ports: dict[str, int]) -> None:
+        """Make ``domain`` resolve for every target (DNS A/SRV and the private hosts file)."""
+        srv = {name: port for name, port in ports.items() if name in SRV_SERVICES}
+        self.dns.add_host(domain, address, xmpp_ports=srv)
+        self.dns.write_hosts(self.hosts_file)
+
+    def close(self) -> None:
+        self.dns.stop()
+
+
+def create_environment(run_dir: Path) -> RunEnvironment:
+    env_dir = run_dir / "environment"
+    env_dir.mkdir(parents=True, exist_ok=True)
+    env_dir.chmod(0o755)
+    ca = CertificateAuthority.create(env_dir / "ca", "Interop Run CA")
+    untrusted = CertificateAuthority.create(env_dir / "untrusted-ca", "Interop Untrusted CA")
+    for block in range(MAX_BLOCKS):
+        dns = RunDNS(f"127.{block}.0.10", 53)
+        try:
+            dns.start()
+        except OSError:
+            continue
+        env = RunEnvironment(
+            run_dir=run_dir, block=block, ca=ca, untrusted_ca=untrusted, dns=dns,
+            hosts_file=env_dir / "hosts", resolv_file=env_dir / "resolv.conf",
+        )
+        dns.write_hosts(env.hosts_file)
+        dns.write_resolv_conf(env.resolv_file)
+        return env
+    raise HarnessError(f"no free loopback block: port 53 is taken on 127.0-{MAX_BLOCKS - 1}.0.10")

@@ -1,0 +1,261 @@
+"""The pytest plugin: scenario files become items, one per target (or ordered target pair).
+
+pytest does what its users expect (``-k``, ``-x``, ``--collect-only``, ``--junitxml``,
+``--alluredir``); the plugin adds the run's topology, the verdicts and the reports. Verdicts
+map onto pytest outcomes: pass -> passed, fail/error -> failed, unsupported -> skipped,
+xfail -> xfailed. ``results.json`` keeps the five-way verdict that pytest cannot.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+import harness
+from harness.baseline import Baselines
+from harness.engine import item_id, run_item, safe_name
+from harness.report.matrix import write_reports
+from harness.results import ItemResult, RunRecord, TargetRecord, utc_timestamp, write_results
+from harness.scenario.loader import ScenarioError, load_scenario
+from harness.scenario.model import Scenario
+from harness.targets.running import RunningTarget
+from harness.topology import Selection, Topology
+from harness.verdict import Outcome, StepOutcome, Verdict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_STATE = pytest.StashKey["RunState"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("interop", "IM interop harness")
+    group.addoption("--targets", default="", help="comma-separated catalogue targets (default: every installed)")
+    group.addoption("--driver", default="local", help="local (default) or docker")
+    group.addoption("--category", action="append", default=[], help="only scenarios of this category")
+    group.addoption("--scenario", action="append", default=[], help="scenario id or glob (repeatable)")
+    group.addoption("--knob", action="append", default=[], help="[TARGET:]NAME=VALUE (repeatable)")
+    group.addoption("--target-file", action="append", default=[], type=Path, help="an external target")
+    group.addoption("--out", type=Path, default=None, help="run directory (default reports/<run-id>)")
+    group.addoption("--catalogue", type=Path, default=PROJECT_ROOT / "fixtures" / "targets")
+    group.addoption("--baselines", type=Path, default=PROJECT_ROOT / "fixtures" / "baselines")
+
+
+def _new_run_id() -> str:
+    import secrets
+
+    return utc_timestamp().replace(":", "").replace("-", "")[:15] + "-" + secrets.token_hex(2)
+
+
+class RunState:
+    """Everything one pytest session of scenarios shares; created on first collection."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        opt = config.option
+        self.run_id = _new_run_id()
+        self.run_dir: Path = (opt.out or PROJECT_ROOT / "reports" / self.run_id).resolve()
+        selection = Selection(
+            targets=[t for t in opt.targets.split(",") if t], driver=opt.driver, knobs=list(opt.knob),
+            target_files=[p.resolve() for p in opt.target_file],
+        )
+        self.selection = selection
+        self.topology = Topology(selection, opt.catalogue, self.run_dir)
+        self.baselines = Baselines.load(opt.baselines)
+        self.categories = set(opt.category)
+        self.patterns = list(opt.scenario)
+        self.started_at = utc_timestamp()
+        self.results: list[ItemResult] = []
+        self.command = list(sys.argv)
+
+    def selected(self, scenario: Scenario) -> bool:
+        if self.categories and scenario.category not in self.categories:
+            return False
+        return not self.patterns or any(fnmatch.fnmatchcase(scenario.id, p) for p in self.patterns)
+
+    def target_sets(self, scenario: Scenario) -> Iterator[dict[str, str]]:
+        """Role -> target name, over single targets or ordered pairs (same name twice excluded)."""
+        roles = list(scenario.roles)
+        for names in itertools.permutations(self.topology.names, len(roles)):
+            yield dict(zip(roles, names))
+
+    def record(self, scenario: Scenario, targets: dict[str, TargetRecord], verdict: Verdict,
+               duration: float, started: str, evidence: dict[str, Path], connected: bool) -> None:
+        self.results.append(ItemResult(
+            item_id=item_id(scenario, {role: t.name for role, t in targets.items()}), scenario_id=scenario.id,
+            title=scenario.title, category=scenario.category, level=scenario.level, spec=dict(scenario.spec),
+            targets=list(targets.values()),
+            outcome=verdict.outcome.value, reason=verdict.reason, duration_s=round(duration, 3),
+            started_at=started,
+            evidence={k: str(p.relative_to(self.run_dir)) for k, p in evidence.items()},
+            scenario_file=str(_relative(scenario.path)), scenario_sha256=scenario.sha256,
+            actors_connected=connected,
+        ))
+
+    def finish(self) -> RunRecord:
+        self.topology.close()
+        seen: dict[str, dict[str, Any]] = {}
+        for item in self.results:
+            for t in item.targets:
+                seen.setdefault(t.name, t.run_target())
+        run = RunRecord(
+            run_id=self.run_id, harness_version=harness.__version__, started_at=self.started_at,
+            finished_at=utc_timestamp(), command=self.command,
+            host={"python": platform.python_version(), "platform": platform.platform()},
+            selection={"targets": self.topology.names, "driver": self.selection.driver,
+                       "categories": sorted(self.categories), "scenarios": self.patterns,
+                       "knobs": {t: k for t, k in self.topology.knobs.items() if k}},
+            targets=list(seen.values()), items=self.results,
+        )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_results(run, self.run_dir / "results.json")
+        write_reports(run, self.run_dir)
+        return run
+
+
+def _relative(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(PROJECT_ROOT)
+    except ValueError:
+        return path
+
+
+def _target_record(target: RunningTarget, role: str) -> TargetRecord:
+    """The record of a target that started (with the version it reports)."""
+    return TargetRecord(name=target.name, product=target.product, version=target.version,
+                        driver=target.driver, domain=target.domain, address=target.address,
+                        knobs=dict(target.knobs), role=role)
+
+
+def _state(config: pytest.Config) -> RunState:
+    if _STATE not in config.stash:
+        config.stash[_STATE] = RunState(config)
+    return config.stash[_STATE]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix == ".yaml" and "scenarios" in file_path.parts:
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        try:
+            scenario = load_scenario(self.path)
+        except ScenarioError as exc:
+            raise self.CollectError(str(exc)) from None
+        state = _state(self.config)
+        if not state.selected(scenario):
+            return
+        for roles in state.target_sets(scenario):
+            name = item_id(scenario, roles)
+            yield ScenarioItem.from_parent(self, name=name, scenario=scenario, roles=roles)
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario: Scenario, roles: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.roles = roles
+        self.verdict: Verdict | None = None
+        self.add_marker(pytest.mark.interop_category(scenario.category))
+        self.user_properties.append(("level", scenario.level))
+
+    def runtest(self) -> None:
+        state = _state(self.config)
+        started = utc_timestamp()
+        evidence_dir = state.run_dir / "items" / safe_name(self.name)
+        try:
+            targets = {role: state.topology.get(name) for role, name in self.roles.items()}
+        except Exception as exc:  # a target that cannot start is an error of every item needing it
+            reason = exc.reason if isinstance(exc, StepOutcome) else f"{type(exc).__name__}: {exc}"
+            verdict = Verdict(Outcome.ERROR, reason)
+            planned = {role: TargetRecord(role=role, version="unknown", **state.topology.describe(name))
+                       for role, name in self.roles.items()}
+            state.record(self.scenario, planned, verdict, 0.0, started, {}, False)
+            self._finish(verdict)
+            return
+        result = run_item(self.scenario, targets, evidence_dir, state.topology)
+        verdict = result.verdict
+        if len(targets) == 1:
+            verdict = state.baselines.apply(next(iter(targets.values())).product, self.scenario.id, verdict)
+        state.record(self.scenario, {r: _target_record(t, r) for r, t in targets.items()}, verdict,
+                     result.duration_s, started, result.evidence, result.actors_connected)
+        _attach_allure(self.scenario, result.evidence)
+        self._finish(verdict)
+
+    def _finish(self, verdict: Verdict) -> None:
+        self.verdict = verdict
+        if verdict.outcome is Outcome.UNSUPPORTED:
+            pytest.skip(f"unsupported: {verdict.reason}")
+        if verdict.outcome is Outcome.XFAIL:
+            pytest.xfail(verdict.reason)
+        if verdict.outcome in (Outcome.FAIL, Outcome.ERROR):
+            raise VerdictFailure(verdict)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, VerdictFailure):
+            v = excinfo.value.verdict
+            return f"{v.outcome.value}: {v.reason}\n  scenario: {self.scenario.path}\n  spec: {self.scenario.spec_ref}"
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, self.name
+
+
+class VerdictFailure(Exception):
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
+
+
+def _attach_allure(scenario: Scenario, evidence: dict[str, Path]) -> None:
+    """Label the item and attach its evidence when allure-pytest is collecting (``--alluredir``)."""
+    import allure
+
+    allure.dynamic.feature(scenario.category)
+    allure.dynamic.story(scenario.id)
+    allure.dynamic.label("level", scenario.level)
+    allure.dynamic.description(f"{scenario.title}\n\n{scenario.spec_ref}\n\n{scenario.description}")
+    for name, path in evidence.items():
+        if path.exists():
+            kind = allure.attachment_type.TEXT if path.suffix in (".log", ".out", ".txt") else None
+            allure.attach.file(str(path), name=name, attachment_type=kind)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "interop_category(name): the scenario's category")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(_STATE, None)
+    if state is None:
+        return
+    if state.results or state.topology.running():
+        run = state.finish()
+        session.config.stash[_RUN] = run
+    else:
+        state.topology.close()
+
+
+_RUN = pytest.StashKey[RunRecord]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    run = config.stash.get(_RUN, None)
+    if run is None:
+        return
+    state = config.stash[_STATE]
+    counts: dict[str, int] = {}
+    for item in run.items:
+        counts[item.outcome] = counts.get(item.outcome, 0) + 1
+    terminalreporter.section("interop")
+    terminalreporter.write_line("verdicts: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())))
+    for item in run.items:
+        if item.outcome == Outcome.XPASS.value:
+            terminalreporter.write_line(f"XPASS {item.item_id}: {item.reason}")
+    terminalreporter.write_line(f"reports: {state.run_dir}/matrix.md, results.json")

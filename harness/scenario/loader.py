@@ -1,0 +1,233 @@
+"""Load scenario files: safe YAML, schema validation, and errors that point at file:line.
+
+PyYAML's ``safe_load`` drops positions, so the file is composed once into nodes (keeping
+marks), built into plain data with the same safe constructor, and every JSON path is mapped
+back to its line. A bad file raises :class:`ScenarioError` listing every problem found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+from harness.actors import actor_kinds
+from harness.scenario.model import DEFAULT_ROLE, ActorSpec, Scenario, Step
+
+PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+ACTOR_ATTRIBUTES = ("jid", "user", "password", "domain", "full_jid")
+ROLE_ATTRIBUTES = ("domain", "address", "name")
+FREE_PLACEHOLDERS = ("random", "item")
+_COMMON_STEP_KEYS = ("actor", "note", "unsupported_on_fail")
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    message: str
+
+
+class ScenarioError(Exception):
+    """One or more problems in one scenario file, each with its line."""
+
+    def __init__(self, path: Path, problems: list[Problem]) -> None:
+        self.path = path
+        self.problems = sorted(problems, key=lambda p: p.line)
+        super().__init__("\n".join(f"{path}:{p.line}: {p.message}" for p in self.problems))
+
+
+def _schema() -> dict[str, Any]:
+    return json.loads(resources.files("harness").joinpath("schemas/scenario.schema.json").read_text())
+
+
+def _compose(text: str, path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """Parse YAML safely and map each JSON path (tuple of keys/indexes) to its 1-based line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise ScenarioError(path, [Problem(line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+    if node is None:
+        raise ScenarioError(path, [Problem(1, "the file is empty; a scenario needs id, title, ... (docs/scenarios.md)")])
+    lines: dict[tuple[Any, ...], int] = {}
+
+    def walk(n: yaml.Node, at: tuple[Any, ...]) -> None:
+        lines[at] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            for key_node, value_node in n.value:
+                walk(value_node, at + (key_node.value,))
+                lines[at + (key_node.value, "<key>")] = key_node.start_mark.line + 1
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, at + (i,))
+
+    walk(node, ())
+    data = yaml.SafeLoader(text).get_single_data()
+    return data, lines
+
+
+def _line_of(lines: dict[tuple[Any, ...], int], at: Iterable[Any]) -> int:
+    at = tuple(at)
+    while at and at not in lines:
+        at = at[:-1]
+    return lines.get(at, 1)
+
+
+def _hint(error: jsonschema.ValidationError) -> str:
+    """A jsonschema error as 'what is wrong, and what would be right'."""
+    where = ".".join(str(p) for p in error.absolute_path) or "top level"
+    if error.validator == "required":
+        return f"{where}: {error.message}; add it (see docs/scenarios.md)"
+    if error.validator == "enum":
+        return f"{where}: {error.instance!r} is not allowed; use one of {', '.join(map(str, error.validator_value))}"
+    if error.validator == "additionalProperties":
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"{where}: {error.message}; allowed keys here: {allowed}"
+    if error.validator == "pattern":
+        return f"{where}: {error.instance!r} does not have the expected form ({error.validator_value})"
+    if error.validator in ("maxProperties", "minProperties") and where.startswith("steps"):
+        return f"{where}: a step is one action mapping, e.g. '- send: {{actor: alice, xml: ...}}'"
+    if error.validator == "propertyNames" and where.startswith("steps"):
+        return f"{where}: unknown action; use one of connect, authenticate, send, expect, expect-nothing, disconnect"
+    return f"{where}: {error.message}"
+
+
+def _placeholders(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield from PLACEHOLDER.findall(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _placeholders(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _placeholders(v)
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Load and validate one scenario file; raises :class:`ScenarioError` with every problem."""
+    raw = path.read_bytes()
+    text = raw.decode("utf-8", errors="replace")
+    data, lines = _compose(text, path)
+    problems = [
+        Problem(_line_of(lines, e.absolute_path), _hint(e))
+        for e in jsonschema.Draft202012Validator(_schema()).iter_errors(data)
+    ]
+    if problems:
+        raise ScenarioError(path, problems)
+    if path.stem != data["id"]:
+        problems.append(Problem(_line_of(lines, ("id",)), f"id {data['id']!r} differs from the file name; "
+                                f"name the file {data['id']}.yaml"))
+
+    roles = data.get("roles") or {DEFAULT_ROLE: {}}
+    kinds = actor_kinds()
+    actors: dict[str, ActorSpec] = {}
+    for name, spec in data["actors"].items():
+        at = ("actors", name)
+        cls = kinds.get(spec["kind"])
+        if cls is None:
+            problems.append(Problem(_line_of(lines, at + ("kind",)),
+                                    f"unknown actor kind {spec['kind']!r}; known kinds: {', '.join(sorted(kinds))}"))
+            continue
+        role = spec.get("role", next(iter(roles)) if len(roles) == 1 else None)
+        if role not in roles:
+            problems.append(Problem(_line_of(lines, at), f"actor {name}: role {role!r} is not one of the "
+                                    f"scenario's roles ({', '.join(roles)}); set role:"))
+            continue
+        options = {k: v for k, v in spec.items() if k not in ("kind", "role", "account", "client_cert")}
+        for e in jsonschema.Draft202012Validator(cls.options_schema).iter_errors(options):
+            problems.append(Problem(_line_of(lines, at + tuple(e.absolute_path)), f"actor {name}: {e.message}"))
+        actors[name] = ActorSpec(name, spec["kind"], role, spec.get("account"),
+                                 bool(spec.get("client_cert", False)), options)
+
+    steps: list[Step] = []
+    for index, entry in enumerate(data["steps"]):
+        (action, params), = entry.items()
+        line = _line_of(lines, ("steps", index))
+        if action == "expect-any":
+            checks = [(("steps", index, action, "alternatives", i), alt)
+                      for i, alt in enumerate(params["alternatives"])]
+        else:
+            checks = [(("steps", index, action), params)]
+        for at, check in checks:
+            problems.extend(_check_step(index, "expect" if action == "expect-any" else action, check, at,
+                                        actors, data["actors"], roles, kinds, lines))
+        common = {k: params.get(k) for k in _COMMON_STEP_KEYS}
+        own = {k: v for k, v in params.items() if k not in _COMMON_STEP_KEYS}
+        steps.append(Step(action, common["actor"] or "", own, line, common["unsupported_on_fail"]))
+    if problems:
+        raise ScenarioError(path, problems)
+    return Scenario(
+        id=data["id"], title=data["title"], description=data.get("description", ""),
+        category=data["category"], level=data["level"], protocol=data["protocol"], spec=data["spec"],
+        roles=roles, actors=actors, steps=steps, can_fail=data.get("can_fail", ""), path=path,
+        accounts={name: a["password"] for name, a in (data.get("accounts") or {}).items()},
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def _check_step(index: int, action: str, params: dict[str, Any], at: tuple[Any, ...],
+                actors: dict[str, ActorSpec], declared: dict[str, Any], roles: dict[str, Any],
+                kinds: dict[str, Any], lines: dict[tuple[Any, ...], int]) -> list[Problem]:
+    """Problems of one step (or one alternative of an expect-any step) against its actor's kind."""
+    line = _line_of(lines, at)
+    actor = actors.get(params["actor"])
+    if actor is None:
+        if params["actor"] in declared:
+            return []  # the actor itself is broken and already reported
+        return [Problem(_line_of(lines, at + ("actor",)),
+                        f"step {index + 1}: no actor {params['actor']!r}; actors: {', '.join(declared)}")]
+    cls = kinds[actor.kind]
+    if action not in cls.actions:
+        return [Problem(line, f"step {index + 1}: actor kind {actor.kind} cannot {action}; "
+                              f"it can: {', '.join(cls.actions)}")]
+    own = {k: v for k, v in params.items() if k not in _COMMON_STEP_KEYS}
+    problems = [
+        Problem(_line_of(lines, at + tuple(e.absolute_path)), f"step {index + 1} ({action}): {_hint(e)}")
+        for e in jsonschema.Draft202012Validator(cls.actions[action]).iter_errors(own)
+    ]
+    for ref in _placeholders(own):
+        problem = _check_placeholder(ref, declared.keys(), roles)
+        if problem:
+            problems.append(Problem(line, f"step {index + 1}: {problem}"))
+    return problems
+
+
+def _check_placeholder(ref: str, actors: Iterable[str], roles: dict[str, Any]) -> str | None:
+    if ref in FREE_PLACEHOLDERS:
+        return None
+    name, _, attr = ref.partition(".")
+    if name in actors:
+        return None if attr in ACTOR_ATTRIBUTES else (
+            f"${{{ref}}}: an actor placeholder is ${{{name}.X}} with X one of {', '.join(ACTOR_ATTRIBUTES)}")
+    if name in roles:
+        return None if attr in ROLE_ATTRIBUTES else (
+            f"${{{ref}}}: a role placeholder is ${{{name}.X}} with X one of {', '.join(ROLE_ATTRIBUTES)}")
+    return f"${{{ref}}} names neither an actor nor a role (nor one of {', '.join(FREE_PLACEHOLDERS)})"
+
+
+def load_all(paths: Iterable[Path]) -> tuple[list[Scenario], list[ScenarioError]]:
+    """Load every file; a run starts only when the error list is empty."""
+    scenarios, errors = [], []
+    for path in sorted(paths):
+        try:
+            scenarios.append(load_scenario(path))
+        except ScenarioError as exc:
+            errors.append(exc)
+    seen: dict[str, Path] = {}
+    for s in scenarios:
+        if s.id in seen:
+            errors.append(ScenarioError(s.path, [Problem(1, f"id {s.id} is also used by {seen[s.id]}")]))
+        seen[s.id] = s.path
+    return scenarios, errors
+
+
+def scenario_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.yaml") if p.is_file())

@@ -1,0 +1,59 @@
+"""A loaded scenario: plain data, already validated, with the line of every step for errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ROLE = "server"
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str
+    actor: str
+    params: dict[str, Any]  # the action's own parameters (without actor/note/unsupported_on_fail)
+    # ``actor`` is empty for expect-any, whose params hold the alternatives, each with its actor
+    line: int
+    unsupported_on_fail: str | None = None
+
+    def describe(self, index: int) -> str:
+        who = f" {self.actor}" if self.actor else ""
+        return f"step {index + 1} ({self.action}{who}, line {self.line})"
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    name: str
+    kind: str
+    role: str
+    account: str | None
+    client_cert: bool
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    title: str
+    description: str
+    category: str
+    level: str
+    protocol: str
+    spec: dict[str, str]
+    roles: dict[str, dict[str, Any]]
+    actors: dict[str, ActorSpec]
+    steps: list[Step]
+    can_fail: str
+    path: Path
+    sha256: str
+    accounts: dict[str, str] = field(default_factory=dict)  # account name -> declared password part
+
+    @property
+    def spec_ref(self) -> str:
+        return f"{self.spec['document']} §{self.spec['section']}"
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.roles) == 2

@@ -1,0 +1,257 @@
+"""The local driver: a server installed from the distribution's packages, run as its own processes.
+
+Each target gets its own directory, address, certificate and a private view of name
+resolution (a mount namespace with the run's hosts file and resolv.conf), and runs as the
+package's service user. Every process is started in its own session so that teardown can end
+the whole process group; the mount namespace disappears with its last process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from harness.actors import Account
+from harness.environment.run_env import RunEnvironment
+from harness.targets.config_edit import apply_edits, file_format
+from harness.targets.running import RunningTarget
+from harness.targets.spec import CatalogueError, TargetSpec
+from harness.verdict import TargetError
+
+# Runs ARGV as USER with the run's hosts file and resolv.conf bind-mounted over the machine's,
+# visible to this process tree only. Paths are passed as arguments, never spliced into the script.
+_NAMESPACE_SCRIPT = (
+    'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && '
+    'user="$3" && shift 3 && exec runuser -u "$user" -- "$@"'
+)
+
+STOP_GRACE_S = 10.0
+
+
+def package_version(package: str) -> str | None:
+    """The installed version of a distribution package, or None when it is not installed."""
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${db:Status-Status} ${Version}", package],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+    except FileNotFoundError:
+        return None
+    status, _, version = out.stdout.partition(" ")
+    return version if out.returncode == 0 and status == "installed" else None
+
+
+def is_installed(spec: TargetSpec) -> bool:
+    return spec.package is not None and package_version(spec.package) is not None
+
+
+def port_open(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+class LocalTarget(RunningTarget):
+    driver = "local"
+
+    def __init__(self, spec: TargetSpec, name: str, domain: str, address: str,
+                 knobs: dict[str, str], env: RunEnvironment) -> None:
+        super().__init__()
+        self.spec = spec
+        self.name = name
+        self.product = spec.product
+        self.domain = domain
+        self.address = address
+        self.ports = dict(spec.ports)
+        self.knobs = spec.knob_values(knobs)
+        self.features = spec.features
+        self.env = env
+        self.ca_file = env.ca.cert_path
+        self.run_dir = env.run_dir / "targets" / name
+        self.version = "unknown"
+        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        self._context: dict[str, Any] = {}
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def _render(self, value: Any, **extra: Any) -> Any:
+        """Render every string inside ``value`` (str, list or dict) as a Jinja2 template."""
+        if isinstance(value, str):
+            return self._jinja.from_string(value).render(**self._context, **extra)
+        if isinstance(value, list):
+            return [self._render(v, **extra) for v in value]
+        if isinstance(value, dict):
+            return {k: self._render(v, **extra) for k, v in value.items()}
+        return value
+
+    def _knob_edits(self, dest: str) -> list[dict[str, Any]]:
+        edits = []
+        for name, value in sorted(self.knobs.items()):
+            for edit in self.spec.knobs[name].edits_for(value):
+                if edit.get("file") == dest:
+                    edits.append({k: v for k, v in edit.items() if k != "file"})
+        return edits
+
+    def _render_files(self) -> None:
+        known = {str(f.get("dest")) for f in self.spec.files}
+        for name, value in self.knobs.items():
+            for edit in self.spec.knobs[name].edits_for(value):
+                if edit.get("file") not in known:
+                    raise CatalogueError(
+                        f"{self.spec.folder}/target.yaml: knob {name}={value} edits file "
+                        f"{edit.get('file')!r}, which is not in files:"
+                    )
+        for entry in self.spec.files:
+            dest = self.run_dir / entry["dest"]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            where = f"{self.spec.folder.name}/{entry['dest']}"
+            if "template" in entry:
+                text = self._render((self.spec.folder / entry["template"]).read_text())
+            elif "source" in entry or "copy" in entry:
+                src = Path(entry.get("source") or entry["copy"])
+                try:
+                    text = src.read_text()
+                except OSError as exc:
+                    raise TargetError(f"{where}: cannot read packaged file {src}: {exc}") from exc
+            else:
+                raise CatalogueError(f"{where}: a files entry needs source, copy or template")
+            edits = self._render(list(entry.get("edits") or []) + self._knob_edits(entry["dest"]))
+            dest.write_text(apply_edits(text, file_format(entry["dest"]), edits, where))
+
+    # -- processes ----------------------------------------------------------------------------
+
+    def _wrap(self, argv: list[str]) -> list[str]:
+        return [
+            "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _NAMESPACE_SCRIPT, "sh",
+            str(self.env.hosts_file), str(self.env.resolv_file), self.spec.user, *argv,
+        ]
+
+    def _run_command(self, argv: list[str], what: str, timeout: float = 60) -> str:
+        try:
+            out = subprocess.run(self._wrap(argv), capture_output=True, text=True, timeout=timeout,
+                                 cwd=self.run_dir, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise TargetError(f"{self.name}: {what} did not finish within {timeout:.0f} s") from exc
+        if out.returncode != 0:
+            tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
+            raise TargetError(f"{self.name}: {what} exited {out.returncode}: {' | '.join(tail)}")
+        return out.stdout
+
+    def _spawn(self, proc: dict[str, Any]) -> None:
+        name = str(proc["name"])
+        argv = [str(a) for a in self._render(proc["argv"])]
+        env = dict(os.environ)
+        env.update({str(k): str(v) for k, v in self._render(proc.get("env") or {}).items()})
+        out = (self.run_dir / "logs" / f"{name}.out").open("ab")
+        popen = subprocess.Popen(self._wrap(argv), stdout=out, stderr=subprocess.STDOUT, cwd=self.run_dir,
+                                 env=env, start_new_session=True)
+        out.close()
+        self._procs.append((name, popen))
+
+    def _wait(self, what: str, ready: Any, deadline: float) -> None:
+        """Poll ``ready()`` until it holds; fail at once if one of our processes died."""
+        while not ready():
+            for name, popen in self._procs:
+                if popen.poll() is not None:
+                    raise TargetError(
+                        f"{self.name}: process {name} exited with {popen.returncode} while waiting for "
+                        f"{what}; last output: {self._tail(name)}"
+                    )
+            if time.monotonic() > deadline:
+                raise TargetError(f"{self.name}: {what} not reached within the start deadline")
+            time.sleep(0.1)  # polling interval of a readiness probe, not a verdict
+
+    def _tail(self, name: str) -> str:
+        path = self.run_dir / "logs" / f"{name}.out"
+        lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+        return " | ".join(lines[-3:]) or "(nothing)"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.spec.package and package_version(self.spec.package) is None:
+            raise TargetError(f"{self.name}: package {self.spec.package} is not installed (run ci/setup.sh)")
+        busy = [p for p in self.ports.values() if port_open(self.address, p)]
+        if busy:
+            raise TargetError(f"{self.name}: {self.address} port {busy[0]} is already in use")
+        if self.run_dir.exists():
+            shutil.rmtree(self.run_dir)
+        (self.run_dir / "logs").mkdir(parents=True)
+        cert = self.env.ca.issue_server(self.domain, self.run_dir / "tls")
+        self._context = {
+            "run_dir": str(self.run_dir), "name": self.name, "domain": self.domain,
+            "address": self.address, "ports": self.ports, "cert": cert,
+            "ca_file": str(self.env.ca.cert_path), "dns_address": self.env.dns_address,
+            "knobs": self.knobs,
+        }
+        self._render_files()
+        shutil.chown(self.run_dir, self.spec.user)
+        for path in self.run_dir.rglob("*"):
+            shutil.chown(path, self.spec.user)
+        for argv in self._render(self.spec.setup):
+            self._run_command(argv, f"setup command {argv[0]}")
+        deadline = time.monotonic() + float(self.spec.ready.get("timeout", 60))
+        for proc in self.spec.processes:
+            self._spawn(proc)
+            if "wait_tcp" in proc:
+                port = self.ports[proc["wait_tcp"]]
+                self._wait(f"port {port} of {proc['name']}", lambda p=port: port_open(self.address, p), deadline)
+        for port_name in self.spec.ready.get("tcp", []):
+            port = self.ports[port_name]
+            self._wait(f"port {port_name} ({port})", lambda p=port: port_open(self.address, p), deadline)
+        if "command" in self.spec.ready:
+            argv = self._render(self.spec.ready["command"])
+            self._run_command(argv, "readiness command", timeout=max(1.0, deadline - time.monotonic()))
+        self.version = self._read_version()
+
+    def _read_version(self) -> str:
+        version = self.spec.version
+        if version:
+            out = self._run_command(self._render(version["command"]), "version command")
+            match = re.search(version["pattern"], out)
+            if match:
+                return match.group(1)
+        return (package_version(self.spec.package) if self.spec.package else None) or "unknown"
+
+    def _provide_account(self, name: str, password_part: str | None) -> Account:
+        account = Account(user=name, domain=self.domain, password=self.new_password(password_part))
+        argv = self._render(self.spec.accounts["create"], user=account.user, password=account.password)
+        self._run_command(argv, f"creating account {name}")
+        return account
+
+    def log_files(self) -> list[Path]:
+        outs = [self.run_dir / "logs" / f"{name}.out" for name, _ in self._procs]
+        return outs + [self.run_dir / rel for rel in self.spec.logs]
+
+    def stop(self) -> None:
+        for _, popen in reversed(self._procs):
+            if popen.poll() is None:
+                try:
+                    os.killpg(popen.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + STOP_GRACE_S
+        for _, popen in reversed(self._procs):
+            try:
+                popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            # The group may hold children (e.g. a runtime's helper) after the leader is gone.
+            try:
+                os.killpg(popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            popen.wait()
+        self._procs.clear()

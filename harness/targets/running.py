@@ -1,0 +1,93 @@
+"""The driver interface: a target as a run sees it once it is up.
+
+Drivers (``local``, ``external``, later ``docker``) differ in how a server comes to exist; the
+rest of the harness only uses :class:`RunningTarget`.
+"""
+
+from __future__ import annotations
+
+import abc
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.actors import Account, TargetView
+
+
+@dataclass
+class LogCursor:
+    """Where each server log stood when an item started, so its slice can be cut afterwards."""
+
+    offsets: dict[Path, int] = field(default_factory=dict)
+
+
+class RunningTarget(abc.ABC):
+    driver: str
+    name: str
+    product: str
+    domain: str
+    address: str
+    ports: dict[str, int]
+    ca_file: Path | None
+    version: str
+    knobs: dict[str, str]
+    features: frozenset[str]
+
+    def __init__(self) -> None:
+        self._accounts: dict[str, Account] = {}
+
+    def view(self) -> TargetView:
+        return TargetView(
+            name=self.name,
+            product=self.product,
+            domain=self.domain,
+            address=self.address,
+            ports=dict(self.ports),
+            ca_file=self.ca_file,
+            features=self.features,
+        )
+
+    def account(self, name: str, password_part: str | None = None) -> Account:
+        """The test account a scenario calls ``name``, created on first use.
+
+        ``password_part`` is a scenario's declared password (e.g. non-ASCII for SASLprep); a
+        random suffix keeps the password secret all the same.
+        """
+        if name not in self._accounts:
+            self._accounts[name] = self._provide_account(name, password_part)
+        return self._accounts[name]
+
+    @staticmethod
+    def new_password(part: str | None = None) -> str:
+        suffix = secrets.token_urlsafe(12)
+        return f"{part}-{suffix}" if part else suffix
+
+    @abc.abstractmethod
+    def _provide_account(self, name: str, password_part: str | None) -> Account:
+        """Create (or look up) the account a scenario calls ``name``."""
+
+    def log_files(self) -> list[Path]:
+        """Server log files whose slices are evidence (none for an external target)."""
+        return []
+
+    def log_cursor(self) -> LogCursor:
+        return LogCursor({p: p.stat().st_size if p.exists() else 0 for p in self.log_files()})
+
+    def copy_log_slice(self, cursor: LogCursor, dest_dir: Path) -> list[Path]:
+        """Copy what each log gained since ``cursor`` into ``dest_dir``; returns the files written."""
+        written = []
+        for path in self.log_files():
+            if not path.exists():
+                continue
+            start = cursor.offsets.get(path, 0)
+            dest = dest_dir / f"{self.name}.{path.name}"
+            with path.open("rb") as src, dest.open("wb") as out:
+                src.seek(start)
+                shutil.copyfileobj(src, out)
+            written.append(dest)
+        return written
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """End everything the driver started for this target; safe to call twice."""

@@ -1,0 +1,120 @@
+"""A target product as described by its catalogue folder (``fixtures/targets/<product>/``).
+
+The spec is data only; nothing here knows a product by name. ``docs/targets.md`` documents
+the file format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.verdict import HarnessError
+
+
+class CatalogueError(HarnessError):
+    """A target folder or a knob selection is wrong (a usage error, exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str
+    description: str
+    default: str
+    values: dict[str, list[dict[str, Any]]]  # value -> edits (the default value usually has none)
+
+    def edits_for(self, value: str) -> list[dict[str, Any]]:
+        if value == self.default and value not in self.values:
+            return []
+        if value not in self.values:
+            choices = sorted({self.default, *self.values})
+            raise CatalogueError(f"knob {self.name}: unknown value {value!r}; choose one of {choices}")
+        return self.values[value]
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    product: str
+    title: str
+    protocol: str
+    folder: Path
+    package: str | None
+    user: str
+    ports: dict[str, int]
+    features: frozenset[str]
+    files: list[dict[str, Any]]
+    setup: list[list[str]]
+    processes: list[dict[str, Any]]
+    ready: dict[str, Any]
+    accounts: dict[str, Any]
+    version: dict[str, str] | None
+    logs: list[str]
+    knobs: dict[str, Knob] = field(default_factory=dict)
+
+    def knob_values(self, chosen: dict[str, str]) -> dict[str, str]:
+        """Every knob's value for a run: the chosen ones, the packaged default for the rest."""
+        unknown = sorted(set(chosen) - set(self.knobs))
+        if unknown:
+            raise CatalogueError(
+                f"{self.product} has no knob {', '.join(unknown)}; its knobs: {', '.join(sorted(self.knobs))}"
+            )
+        values = {name: knob.default for name, knob in self.knobs.items()}
+        values.update(chosen)
+        for name, value in values.items():
+            self.knobs[name].edits_for(value)  # validates the value
+        return values
+
+
+_REQUIRED = ("product", "protocol", "user", "ports", "processes")
+
+
+def load_spec(folder: Path) -> TargetSpec:
+    path = folder / "target.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogueError(f"{path}: cannot read target description: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CatalogueError(f"{path}: expected a mapping at the top level")
+    missing = [key for key in _REQUIRED if key not in data]
+    if missing:
+        raise CatalogueError(f"{path}: missing {', '.join(missing)} (see docs/targets.md)")
+    knobs = {
+        name: Knob(
+            name=name,
+            description=str(k.get("description", "")),
+            default=str(k["default"]),
+            values={str(v): list(edits or []) for v, edits in (k.get("values") or {}).items()},
+        )
+        for name, k in (data.get("knobs") or {}).items()
+    }
+    return TargetSpec(
+        product=str(data["product"]),
+        title=str(data.get("title", data["product"])),
+        protocol=str(data["protocol"]),
+        folder=folder,
+        package=data.get("package"),
+        user=str(data["user"]),
+        ports={str(k): int(v) for k, v in data["ports"].items()},
+        features=frozenset(data.get("features") or ()),
+        files=list(data.get("files") or []),
+        setup=[list(map(str, cmd)) for cmd in data.get("setup") or []],
+        processes=list(data["processes"]),
+        ready=dict(data.get("ready") or {}),
+        accounts=dict(data.get("accounts") or {}),
+        version=data.get("version"),
+        logs=[str(p) for p in data.get("logs") or []],
+        knobs=knobs,
+    )
+
+
+def catalogue(root: Path) -> dict[str, TargetSpec]:
+    """Every product folder under ``root`` (``fixtures/targets``)."""
+    return {
+        folder.name: load_spec(folder)
+        for folder in sorted(root.iterdir())
+        if (folder / "target.yaml").is_file()
+    }

@@ -1,0 +1,474 @@
+"""harness.report.matrix: cells, truncation, escaping, scores, pair grids, the Markdown report."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from harness.report.matrix import (
+    NOT_RUN,
+    cell_text,
+    escape_cell,
+    format_score,
+    render_matrix,
+    score,
+    spec_text,
+    truncate,
+    write_reports,
+)
+from harness.results import ItemResult, RunRecord, TargetRecord
+
+SHA = "0123456789abcdef" * 4
+LONG_REASON = (
+    "server answered the wrong password with <success/> instead of <failure><not-authorized/></failure> "
+    "after the second attempt"
+)
+PIPE_REASON = "stream error | policy-violation"
+
+
+def target(name: str, role: str = "server", knobs: dict[str, str] | None = None) -> TargetRecord:
+    products = {
+        "prosody": ("Prosody", "0.12.3"),
+        "ejabberd": ("ejabberd", "23.01"),
+        "jabberd2": ("jabberd2", "2.7.0"),
+    }
+    product, version = products[name]
+    return TargetRecord(name, product, version, "local", f"{name}.test", "127.0.0.2", knobs or {}, role)
+
+
+def item(
+    scenario,
+    names,
+    outcome,
+    *,
+    level="MUST",
+    category="authentication",
+    reason="",
+    spec=("RFC 6120", "6.4.5"),
+) -> ItemResult:
+    if isinstance(names, str):
+        targets = [target(names)]
+        suffix = names
+    else:
+        targets = [target(names[0], "origin"), target(names[1], "receiver")]
+        suffix = f"{names[0]}->{names[1]}"
+    return ItemResult(
+        item_id=f"{scenario}[{suffix}]",
+        scenario_id=scenario,
+        title=f"{scenario} title",
+        category=category,
+        level=level,
+        spec={"document": spec[0], "section": spec[1]},
+        targets=targets,
+        outcome=outcome,
+        reason=reason,
+        duration_s=1.0,
+        started_at="2024-05-01T12:00:00Z",
+        evidence={"pcap": f"items/{scenario}[{suffix}]/traffic.pcap"},
+        scenario_file=f"scenarios/{category}/{scenario}.yaml",
+        scenario_sha256=SHA,
+        actors_connected=True,
+    )
+
+
+def make_run() -> RunRecord:
+    items = [
+        # authentication, three targets
+        item("auth.sasl.wrong-password", "prosody", "pass"),
+        item("auth.sasl.wrong-password", "ejabberd", "fail", reason=LONG_REASON),
+        item("auth.sasl.wrong-password", "jabberd2", "error", reason="target did not start within 30 s"),
+        item("auth.tls.plain-before-tls", "prosody", "pass", spec=("RFC 6120", "§5.3.1")),
+        item(
+            "auth.tls.plain-before-tls",
+            "ejabberd",
+            "fail",
+            reason="server offered PLAIN before TLS",
+            spec=("RFC 6120", "§5.3.1"),
+        ),
+        item(
+            "auth.tls.plain-before-tls",
+            "jabberd2",
+            "xfail",
+            reason="baseline JD2-7: PLAIN offered",
+            spec=("RFC 6120", "§5.3.1"),
+        ),
+        item(
+            "auth.sasl.scram-plus",
+            "prosody",
+            "unsupported",
+            level="SHOULD",
+            reason="mechanism SCRAM-SHA-1-PLUS not offered",
+            spec=("RFC 5802", ""),
+        ),
+        item("auth.sasl.scram-plus", "ejabberd", "pass", level="SHOULD", spec=("RFC 5802", "")),
+        item("auth.sasl.scram-plus", "jabberd2", "xpass", level="SHOULD", spec=("RFC 5802", "")),
+        item(
+            "auth.stream.bad-xml",
+            "prosody",
+            "fail",
+            level="MAY",
+            reason=PIPE_REASON,
+            spec=("XEP-0045", "7.2"),
+        ),
+        # authorization: jabberd2 not run at all
+        item("authz.roster.foreign", "prosody", "pass", category="authorization", spec=("RFC 6121", "2.1.3")),
+        item(
+            "authz.roster.foreign", "ejabberd", "pass", category="authorization", spec=("RFC 6121", "2.1.3")
+        ),
+        # federation: ordered pairs
+        item(
+            "fed.s2s.dialback",
+            ("prosody", "ejabberd"),
+            "pass",
+            category="federation",
+            spec=("XEP-0220", "2.1"),
+        ),
+        item(
+            "fed.s2s.dialback",
+            ("ejabberd", "prosody"),
+            "fail",
+            category="federation",
+            spec=("XEP-0220", "2.1"),
+            reason="receiver accepted a forged from | domain",
+        ),
+        item(
+            "fed.s2s.dialback",
+            ("prosody", "prosody"),
+            "pass",
+            category="federation",
+            spec=("XEP-0220", "2.1"),
+        ),
+        item(
+            "fed.s2s.dialback",
+            ("ejabberd", "ejabberd"),
+            "unsupported",
+            category="federation",
+            spec=("XEP-0220", "2.1"),
+            reason="dialback disabled",
+        ),
+        item(
+            "fed.s2s.sasl-external",
+            ("prosody", "ejabberd"),
+            "pass",
+            level="SHOULD",
+            category="federation",
+            spec=("RFC 6120", "13.7.1.2.1"),
+        ),
+        item(
+            "fed.s2s.sasl-external",
+            ("ejabberd", "prosody"),
+            "xpass",
+            level="SHOULD",
+            category="federation",
+            spec=("RFC 6120", "13.7.1.2.1"),
+        ),
+    ]
+    return RunRecord(
+        run_id="run-42",
+        harness_version="0.1.0",
+        started_at="2024-05-01T12:00:00Z",
+        finished_at="2024-05-01T12:10:00Z",
+        command=["interop", "run", "--targets", "prosody,ejabberd,jabberd2"],
+        host={"python": "3.11.7", "platform": "Linux"},
+        selection={
+            "targets": ["prosody", "ejabberd", "jabberd2"],
+            "categories": [],
+            "scenarios": [],
+            "knobs": {},
+        },
+        targets=[
+            target("prosody", knobs={"c2s_require_encryption": "true", "s2s_secure_auth": "true"}),
+            target("ejabberd"),
+            target("jabberd2"),
+        ],
+        items=items,
+    )
+
+
+# --- a small Markdown table reader for the assertions ---------------------------------------------------
+
+
+def _split(line: str) -> list[str]:
+    cells = re.split(r"(?<!\\)\|", line.strip())
+    assert cells[0] == "" and cells[-1] == "", line
+    return [c.strip() for c in cells[1:-1]]
+
+
+def table_after(md: str, marker: str) -> list[dict[str, str]]:
+    """The first table after the line that starts with ``marker``, as a list of {header: cell}."""
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(marker))
+    rows: list[list[str]] = []
+    for line in lines[start + 1 :]:
+        if line.startswith("|"):
+            rows.append(_split(line))
+        elif rows:
+            break
+    header, separator, body = rows[0], rows[1], rows[2:]
+    assert all(set(c) <= set("-:") for c in separator)
+    for row in body:
+        assert len(row) == len(header), (header, row)
+    return [dict(zip(header, row)) for row in body]
+
+
+def by_first_column(table: list[dict[str, str]]) -> dict[str, dict[str, str]]:
+    return {next(iter(row.values())): row for row in table}
+
+
+@pytest.fixture(scope="module")
+def md() -> str:
+    return render_matrix(make_run())
+
+
+# --- cells ------------------------------------------------------------------------------------------------
+
+
+def test_cell_texts():
+    assert cell_text(item("a.b", "prosody", "pass", reason="ignored")) == "pass"
+    assert (
+        cell_text(item("a.b", "prosody", "fail", reason="server offered PLAIN before TLS"))
+        == "FAIL: server offered PLAIN before TLS"
+    )
+    assert (
+        cell_text(item("a.b", "prosody", "unsupported", reason="mechanism SCRAM-SHA-1-PLUS not offered"))
+        == "unsupported: mechanism SCRAM-SHA-1-PLUS not offered"
+    )
+    assert cell_text(item("a.b", "prosody", "xfail", reason="baseline X-1")) == "xfail: baseline X-1"
+    assert cell_text(item("a.b", "prosody", "xpass")) == "XPASS: known failure passed"
+    assert (
+        cell_text(item("a.b", "prosody", "error", reason="timeout after 10 s")) == "ERROR: timeout after 10 s"
+    )
+    assert cell_text(item("a.b", "prosody", "fail")) == "FAIL"
+
+
+def test_truncate():
+    assert truncate("short") == "short"
+    assert truncate("x" * 80) == "x" * 80
+    cut = truncate("word " * 40)
+    assert len(cut) <= 80 and cut.endswith("…") and cut.startswith("word word")
+    assert truncate("a\n  b") == "a b"
+
+
+def test_long_reason_is_cut_at_80_characters_with_an_ellipsis():
+    cell = cell_text(item("a.b", "ejabberd", "fail", reason=LONG_REASON))
+    reason = cell.removeprefix("FAIL: ").replace("\\<", "<")
+    assert reason.endswith("…")
+    assert len(reason) == 80
+    assert LONG_REASON.startswith(reason[:-1])
+    assert "second attempt" not in cell
+
+
+def test_pipes_and_angle_brackets_are_escaped():
+    assert escape_cell("a | b") == "a \\| b"
+    assert escape_cell("<success/>") == "\\<success/>"
+    assert escape_cell("C:\\path") == "C:\\\\path"
+    assert (
+        cell_text(item("a.b", "prosody", "fail", reason=PIPE_REASON))
+        == "FAIL: stream error \\| policy-violation"
+    )
+
+
+def test_spec_text():
+    assert spec_text({"document": "RFC 6120", "section": "6.4.1"}) == "RFC 6120 §6.4.1"
+    assert spec_text({"document": "RFC 6120", "section": "§6.4.1"}) == "RFC 6120 §6.4.1"
+    assert spec_text({"document": "RFC 5802", "section": ""}) == "RFC 5802"
+
+
+# --- scores -----------------------------------------------------------------------------------------------
+
+
+def test_score_counts_passed_total_unsupported():
+    s = score(make_run())
+    assert list(s) == ["prosody", "ejabberd", "jabberd2"]
+    assert s["prosody"]["authentication"] == {"MUST": (2, 2, 0), "SHOULD": (0, 0, 1), "MAY": (0, 1, 0)}
+    assert s["ejabberd"]["authentication"] == {"MUST": (0, 2, 0), "SHOULD": (1, 1, 0), "MAY": (0, 0, 0)}
+    # error and xfail count in the total, not as passed; xpass counts as passed
+    assert s["jabberd2"]["authentication"] == {"MUST": (0, 2, 0), "SHOULD": (1, 1, 0), "MAY": (0, 0, 0)}
+    assert "authorization" not in s["jabberd2"]
+    assert s["ejabberd"]["authorization"]["MUST"] == (1, 1, 0)
+
+
+def test_score_counts_pair_items_for_both_targets_once():
+    s = score(make_run())
+    # prosody took part in p->e pass, e->p fail, p->p pass (counted once)
+    assert s["prosody"]["federation"] == {"MUST": (2, 3, 0), "SHOULD": (2, 2, 0), "MAY": (0, 0, 0)}
+    # ejabberd: p->e pass, e->p fail, e->e unsupported
+    assert s["ejabberd"]["federation"] == {"MUST": (1, 2, 1), "SHOULD": (2, 2, 0), "MAY": (0, 0, 0)}
+    assert list(s["prosody"]) == ["authentication", "authorization", "federation"]
+
+
+def test_format_score():
+    assert (
+        format_score({"MUST": (10, 12, 1), "SHOULD": (2, 3, 0), "MAY": (0, 0, 0)})
+        == "MUST 10/12 (1 unsupported), SHOULD 2/3, MAY 0/0"
+    )
+
+
+# --- the report -------------------------------------------------------------------------------------------
+
+
+def test_header(md):
+    lines = md.splitlines()
+    assert lines[0] == "# Interoperability matrix: run run-42"
+    assert "- **Harness version:** 0.1.0" in lines
+    assert "- **Date (UTC):** 2024-05-01T12:00:00Z to 2024-05-01T12:10:00Z" in lines
+    assert "- **Command:** `interop run --targets prosody,ejabberd,jabberd2`" in lines
+    assert "- **Items:** 18 (pass 8, fail 4, error 1, unsupported 2, xfail 1, xpass 2)" in lines
+    targets = by_first_column(table_after(md, "## Targets"))
+    assert list(targets) == ["prosody", "ejabberd", "jabberd2"]
+    assert targets["prosody"]["product"] == "Prosody"
+    assert targets["prosody"]["version"] == "0.12.3"
+    assert targets["prosody"]["knobs"] == "c2s_require_encryption=true, s2s_secure_auth=true"
+    assert targets["ejabberd"]["version"] == "23.01"
+    assert targets["ejabberd"]["knobs"] == "default"
+
+
+def test_header_states_the_run_verdict_and_xpasses(md):
+    lines = md.splitlines()
+    assert "- **Run verdict:** FAILED (exit code 1)" in lines
+    assert "  - auth.sasl.wrong-password[jabberd2] (MUST): error: target did not start within 30 s" in lines
+    assert "  - auth.tls.plain-before-tls[ejabberd] (MUST): fail: server offered PLAIN before TLS" in lines
+    assert not any("auth.stream.bad-xml" in line for line in lines if line.startswith("  - "))  # MAY finding
+    assert (
+        "- **Known failures that passed (update the baseline):** auth.sasl.scram-plus[jabberd2], "
+        "fed.s2s.sasl-external[ejabberd->prosody]"
+    ) in lines
+
+
+def test_categories_in_order(md):
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings == ["## Targets", "## authentication", "## authorization", "## federation", "## Legend"]
+
+
+def test_category_table_cells(md):
+    table = table_after(md, "## authentication")
+    assert list(table[0]) == ["id", "level", "spec", "prosody", "ejabberd", "jabberd2"]
+    rows = by_first_column(table)
+    assert list(rows) == [
+        "auth.sasl.scram-plus",
+        "auth.sasl.wrong-password",
+        "auth.stream.bad-xml",
+        "auth.tls.plain-before-tls",
+    ]
+    wrong = rows["auth.sasl.wrong-password"]
+    assert wrong["level"] == "MUST"
+    assert wrong["spec"] == "RFC 6120 §6.4.5"
+    assert wrong["prosody"] == "pass"
+    assert wrong["ejabberd"].startswith("FAIL: server answered the wrong password with \\<success/>")
+    assert wrong["ejabberd"].endswith("…")
+    assert wrong["jabberd2"] == "ERROR: target did not start within 30 s"
+    plain = rows["auth.tls.plain-before-tls"]
+    assert plain["spec"] == "RFC 6120 §5.3.1"
+    assert plain["ejabberd"] == "FAIL: server offered PLAIN before TLS"
+    assert plain["jabberd2"] == "xfail: baseline JD2-7: PLAIN offered"
+    scram = rows["auth.sasl.scram-plus"]
+    assert (scram["level"], scram["spec"]) == ("SHOULD", "RFC 5802")
+    assert scram["prosody"] == "unsupported: mechanism SCRAM-SHA-1-PLUS not offered"
+    assert scram["ejabberd"] == "pass"
+    assert scram["jabberd2"] == "XPASS: known failure passed"
+    bad = rows["auth.stream.bad-xml"]
+    assert bad["prosody"] == "FAIL: stream error \\| policy-violation"
+    assert bad["ejabberd"] == bad["jabberd2"] == NOT_RUN
+
+
+def test_raw_markdown_has_escaped_pipe_and_no_raw_tag(md):
+    row = next(line for line in md.splitlines() if line.startswith("| auth.stream.bad-xml "))
+    assert "stream error \\| policy-violation" in row
+    assert "<success/>" not in md.replace("\\<success/>", "")
+
+
+def test_target_not_in_category_has_no_column(md):
+    table = table_after(md, "## authorization")
+    assert list(table[0]) == ["id", "level", "spec", "prosody", "ejabberd"]
+    assert table[0]["spec"] == "RFC 6121 §2.1.3"
+
+
+def test_score_rows_under_each_category(md):
+    auth = by_first_column(table_after(md, "Score in authentication"))
+    assert auth["prosody"]["score"] == "MUST 2/2, SHOULD 0/0 (1 unsupported), MAY 0/1"
+    assert auth["ejabberd"]["score"] == "MUST 0/2, SHOULD 1/1, MAY 0/0"
+    assert auth["jabberd2"]["score"] == "MUST 0/2, SHOULD 1/1, MAY 0/0"
+    authz = by_first_column(table_after(md, "Score in authorization"))
+    assert list(authz) == ["prosody", "ejabberd"]
+    assert authz["ejabberd"]["score"] == "MUST 1/1, SHOULD 0/0, MAY 0/0"
+    fed = by_first_column(table_after(md, "Score in federation"))
+    assert fed["prosody"]["score"] == "MUST 2/3, SHOULD 2/2, MAY 0/0"
+    assert fed["ejabberd"]["score"] == "MUST 1/2 (1 unsupported), SHOULD 2/2, MAY 0/0"
+
+
+def test_pair_grid_per_scenario(md):
+    assert "### fed.s2s.dialback: fed.s2s.dialback title" in md
+    assert "MUST, XEP-0220 §2.1. Rows: origin target; columns: receiver target." in md
+    grid = by_first_column(table_after(md, "### fed.s2s.dialback"))
+    assert list(next(iter(grid.values()))) == ["origin \\ receiver", "prosody", "ejabberd"]
+    assert grid["prosody"]["prosody"] == "pass"
+    assert grid["prosody"]["ejabberd"] == "pass"
+    assert grid["ejabberd"]["prosody"] == "FAIL: receiver accepted a forged from \\| domain"
+    assert grid["ejabberd"]["ejabberd"] == "unsupported: dialback disabled"
+    sasl = by_first_column(table_after(md, "### fed.s2s.sasl-external"))
+    assert sasl["prosody"]["ejabberd"] == "pass"
+    assert sasl["ejabberd"]["prosody"] == "XPASS: known failure passed"
+    assert sasl["prosody"]["prosody"] == NOT_RUN
+    assert sasl["ejabberd"]["ejabberd"] == NOT_RUN
+
+
+def test_pair_summary_grid(md):
+    grid = by_first_column(table_after(md, "### Pairs: passed/total"))
+    assert grid["prosody"]["ejabberd"] == "2/2"
+    assert grid["ejabberd"]["prosody"] == "1/2"
+    assert grid["prosody"]["prosody"] == "1/1"
+    assert grid["ejabberd"]["ejabberd"] == "0/0 (1 unsupported)"
+
+
+def test_federation_has_no_single_target_table(md):
+    section = md.split("## federation", 1)[1].split("## Legend", 1)[0]
+    assert "| id " not in section
+
+
+def test_legend_explains_every_verdict_in_two_lines(md):
+    legend = md.split("## Legend", 1)[1].splitlines()
+    for label in (
+        "`pass`",
+        "`FAIL: <reason>`",
+        "`ERROR: <reason>`",
+        "`unsupported: <reason>`",
+        "`xfail: <reason>`",
+        "`XPASS: <reason>`",
+        f"`{NOT_RUN}`",
+    ):
+        index = next(i for i, line in enumerate(legend) if line.startswith(f"- {label}:"))
+        assert legend[index + 1].startswith("  ") and legend[index + 1].strip()
+    assert any(line.startswith("How to read a reason:") for line in legend)
+    assert "SHOULD and MAY failures are findings" in md
+
+
+def test_passing_run_says_so():
+    run = make_run()
+    run.items = [i for i in run.items if i.outcome in ("pass", "unsupported")]
+    md = render_matrix(run)
+    assert "- **Run verdict:** passed (exit code 0)" in md.splitlines()
+    assert "Known failures that passed" not in md
+
+
+def test_empty_run():
+    run = make_run()
+    run.items = []
+    md = render_matrix(run)
+    assert "No item was executed." in md
+    assert "  - the run executed no item" in md.splitlines()
+    assert "## Legend" in md
+
+
+def test_write_reports(tmp_path):
+    run = make_run()
+    written = write_reports(run, tmp_path / "reports" / "run-42")
+    assert written == [tmp_path / "reports" / "run-42" / "matrix.md"]
+    assert written[0].read_text(encoding="utf-8") == render_matrix(run)
+
+
+def test_the_test_run_is_a_valid_record(tmp_path):
+    from harness.results import read_results, write_results
+
+    run = make_run()
+    assert read_results(write_results(run, tmp_path / "results.json")) == run

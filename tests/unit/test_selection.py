@@ -1,0 +1,58 @@
+"""Target selection and knobs: usage errors are caught before anything starts."""
+
+from pathlib import Path
+
+import pytest
+
+from harness.baseline import Baselines
+from harness.targets.spec import CatalogueError, Knob, TargetSpec
+from harness.topology import parse_knobs
+from harness.verdict import Outcome, Verdict
+
+
+def _spec(product: str, knobs: dict[str, Knob]) -> TargetSpec:
+    return TargetSpec(product=product, title=product, protocol="xmpp", folder=Path("/x") / product,
+                      package=None, user="nobody", ports={"c2s": 5222}, features=frozenset(), files=[],
+                      setup=[], processes=[], ready={}, accounts={}, version=None, logs=[], knobs=knobs)
+
+
+TLS = Knob("c2s_require_encryption", "", "true", {"false": [{"file": "f", "append": "x"}]})
+REG = Knob("registration", "", "closed", {"open": []})
+SPECS = {"a": _spec("a", {"c2s_require_encryption": TLS, "registration": REG}),
+         "b": _spec("b", {"c2s_require_encryption": TLS})}
+
+
+def test_unqualified_knob_applies_to_every_target_that_has_it():
+    assert parse_knobs(["registration=open"], SPECS) == {"a": {"registration": "open"}, "b": {}}
+    assert parse_knobs(["c2s_require_encryption=false"], SPECS) == {
+        "a": {"c2s_require_encryption": "false"}, "b": {"c2s_require_encryption": "false"}}
+
+
+def test_qualified_knob_applies_to_one_target():
+    assert parse_knobs(["b:c2s_require_encryption=false"], SPECS) == {"a": {}, "b": {"c2s_require_encryption": "false"}}
+
+
+@pytest.mark.parametrize("option, message", [
+    ("registration", "write NAME=VALUE"),
+    ("nosuch=1", "no selected target has a knob 'nosuch'"),
+    ("c:registration=open", "no selected target 'c'"),
+    ("b:registration=open", "b has no knob 'registration'"),
+])
+def test_bad_knob_options_are_usage_errors(option, message):
+    with pytest.raises(CatalogueError, match=message):
+        parse_knobs([option], SPECS)
+
+
+def test_knob_values_are_checked_and_defaults_filled():
+    spec = SPECS["a"]
+    assert spec.knob_values({}) == {"c2s_require_encryption": "true", "registration": "closed"}
+    with pytest.raises(CatalogueError, match="unknown value 'maybe'"):
+        spec.knob_values({"registration": "maybe"})
+
+
+def test_baseline_turns_fail_into_xfail_and_flags_a_pass():
+    baselines = Baselines({"a": {"auth.x": "issue 12"}})
+    assert baselines.apply("a", "auth.x", Verdict(Outcome.FAIL, "boom")).outcome is Outcome.XFAIL
+    assert baselines.apply("a", "auth.x", Verdict(Outcome.PASS)).outcome is Outcome.XPASS
+    assert baselines.apply("a", "auth.x", Verdict(Outcome.ERROR, "e")).outcome is Outcome.ERROR
+    assert baselines.apply("b", "auth.x", Verdict(Outcome.FAIL, "boom")).outcome is Outcome.FAIL
