@@ -4,7 +4,7 @@
 # Installing a server package does not start it; the harness runs its own instances.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-packages=(prosody lua-unbound ejabberd jabberd2 sqlite3 util-linux libpcap0.8)
+packages=(prosody prosody-modules lua-unbound ejabberd jabberd2 sqlite3 util-linux libpcap0.8)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")

@@ -84,6 +84,16 @@ class Actor(abc.ABC):
             raise HarnessError(f"actor kind {self.kind} has no action {action!r}")
         await getattr(self, action.replace("-", "_"))(**params)
 
+    @classmethod
+    def redact(cls, text: str, secrets: list[str]) -> str:
+        """Remove credentials from text this protocol produced (server log slices pass here too).
+
+        Protocols override this to also catch encoded forms (e.g. base64 SASL payloads).
+        """
+        for secret in secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Release every connection, whatever state the actor is in."""

@@ -195,8 +195,14 @@ def run_item(scenario: Scenario, targets: dict[str, RunningTarget], evidence_dir
     finally:
         pcap = capture.stop()
     evidence: dict[str, Path] = {"pcap": pcap}
+    secrets_used = [a.ctx.account.password for a in actors.values() if a.ctx.account]
+    redactors = {type(a).redact for a in actors.values()}
     for role, target in targets.items():
         for path in target.copy_log_slice(cursors[role], evidence_dir):
+            text = path.read_text(errors="replace")
+            for redact in redactors:
+                text = redact(text, secrets_used)
+            path.write_text(text)
             evidence[path.name] = path
     for actor in actors.values():
         for path in actor.stream_logs:

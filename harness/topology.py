@@ -17,7 +17,7 @@ from harness.actors import Account
 from harness.environment.run_env import RunEnvironment, create_environment
 from harness.targets.external import ExternalTarget, load_target_file
 from harness.targets.local import LocalTarget, is_installed
-from harness.targets.running import RunningTarget
+from harness.targets.running import LogCursor, RunningTarget
 from harness.targets.spec import CatalogueError, TargetSpec, catalogue
 from harness.verdict import TargetError
 
@@ -131,6 +131,9 @@ class Topology:
                 target.start()
             except Exception as exc:
                 target.stop()
+                failed_logs = self.run_dir / "targets" / name
+                failed_logs.mkdir(parents=True, exist_ok=True)
+                target.copy_log_slice(LogCursor(), failed_logs)
                 self._failed[name] = f"target {name} could not start: {exc}"
                 raise TargetError(self._failed[name]) from exc
         return self._running[name]

@@ -1,5 +1,8 @@
 """The per-run environment every target shares: CA, name resolution and the address plan.
 
+Servers' configuration, data and logs live in a private work directory outside the reports
+(their stores hold the test accounts' passwords); only redacted slices reach the evidence.
+
 A run owns a block of loopback addresses ``127.B.0.0/16``: the DNS responder on ``.0.10``,
 targets from ``.0.11`` on, actors' source addresses in ``.1.0/24``. The block is chosen by
 binding the DNS responder: the first free block wins, so two runs on one machine never share
@@ -9,6 +12,9 @@ addresses.
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +25,14 @@ from harness.verdict import HarnessError
 MAX_BLOCKS = 64
 
 
+KEEP_ENV = "INTEROP_KEEP_WORKDIR"  # set to keep the servers' directories after a run, for debugging
+WORKDIR_ENV = "INTEROP_WORKDIR"  # put the servers' directories here (kept after the run)
+
+
 @dataclass
 class RunEnvironment:
-    run_dir: Path
+    run_dir: Path  # reports and evidence
+    work_dir: Path  # servers' directories, removed at the end of the run
     block: int
     ca: CertificateAuthority
     untrusted_ca: CertificateAuthority
@@ -53,14 +64,21 @@ class RunEnvironment:
 
     def close(self) -> None:
         self.dns.stop()
+        if not (os.environ.get(KEEP_ENV) or os.environ.get(WORKDIR_ENV)):
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
 def create_environment(run_dir: Path) -> RunEnvironment:
-    env_dir = run_dir / "environment"
-    env_dir.mkdir(parents=True, exist_ok=True)
-    env_dir.chmod(0o755)
+    chosen = os.environ.get(WORKDIR_ENV)
+    work_dir = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="interop-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.chmod(0o755)  # the servers' users must reach their directories inside
+    env_dir = work_dir / "environment"
+    env_dir.mkdir()
     ca = CertificateAuthority.create(env_dir / "ca", "Interop Run CA")
     untrusted = CertificateAuthority.create(env_dir / "untrusted-ca", "Interop Untrusted CA")
+    (run_dir / "environment").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ca.cert_path, run_dir / "environment" / "run-ca.crt")  # to check the pcaps' certificates
     for block in range(MAX_BLOCKS):
         dns = RunDNS(f"127.{block}.0.10", 53)
         try:
@@ -68,10 +86,11 @@ def create_environment(run_dir: Path) -> RunEnvironment:
         except OSError:
             continue
         env = RunEnvironment(
-            run_dir=run_dir, block=block, ca=ca, untrusted_ca=untrusted, dns=dns,
+            run_dir=run_dir, work_dir=work_dir, block=block, ca=ca, untrusted_ca=untrusted, dns=dns,
             hosts_file=env_dir / "hosts", resolv_file=env_dir / "resolv.conf",
         )
         dns.write_hosts(env.hosts_file)
         dns.write_resolv_conf(env.resolv_file)
         return env
+    shutil.rmtree(work_dir, ignore_errors=True)
     raise HarnessError(f"no free loopback block: port 53 is taken on 127.0-{MAX_BLOCKS - 1}.0.10")

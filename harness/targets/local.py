@@ -78,7 +78,7 @@ class LocalTarget(RunningTarget):
         self.features = spec.features
         self.env = env
         self.ca_file = env.ca.cert_path
-        self.run_dir = env.run_dir / "targets" / name
+        self.run_dir = env.work_dir / "targets" / name
         self.version = "unknown"
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
@@ -139,15 +139,18 @@ class LocalTarget(RunningTarget):
         ]
 
     def _run_command(self, argv: list[str], what: str, timeout: float = 60) -> str:
+        """Run a one-off command (setup, readiness, accounts) in its own process group."""
+        popen = subprocess.Popen(self._wrap(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 cwd=self.run_dir, start_new_session=True)
         try:
-            out = subprocess.run(self._wrap(argv), capture_output=True, text=True, timeout=timeout,
-                                 cwd=self.run_dir, check=False)
+            stdout, stderr = popen.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
+            _end_group(popen, grace=0)
             raise TargetError(f"{self.name}: {what} did not finish within {timeout:.0f} s") from exc
-        if out.returncode != 0:
-            tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
-            raise TargetError(f"{self.name}: {what} exited {out.returncode}: {' | '.join(tail)}")
-        return out.stdout
+        if popen.returncode != 0:
+            tail = (stderr or stdout).strip().splitlines()[-3:]
+            raise TargetError(f"{self.name}: {what} exited {popen.returncode}: {' | '.join(tail)}")
+        return stdout
 
     def _spawn(self, proc: dict[str, Any]) -> None:
         name = str(proc["name"])
@@ -160,15 +163,18 @@ class LocalTarget(RunningTarget):
         out.close()
         self._procs.append((name, popen))
 
+    def _check_alive(self, what: str) -> None:
+        for name, popen in self._procs:
+            if popen.poll() is not None:
+                raise TargetError(
+                    f"{self.name}: process {name} exited with {popen.returncode} while waiting for "
+                    f"{what}; last output: {self._tail(name)}"
+                )
+
     def _wait(self, what: str, ready: Any, deadline: float) -> None:
         """Poll ``ready()`` until it holds; fail at once if one of our processes died."""
         while not ready():
-            for name, popen in self._procs:
-                if popen.poll() is not None:
-                    raise TargetError(
-                        f"{self.name}: process {name} exited with {popen.returncode} while waiting for "
-                        f"{what}; last output: {self._tail(name)}"
-                    )
+            self._check_alive(what)
             if time.monotonic() > deadline:
                 raise TargetError(f"{self.name}: {what} not reached within the start deadline")
             time.sleep(0.1)  # polling interval of a readiness probe, not a verdict
@@ -214,6 +220,8 @@ class LocalTarget(RunningTarget):
         if "command" in self.spec.ready:
             argv = self._render(self.spec.ready["command"])
             self._run_command(argv, "readiness command", timeout=max(1.0, deadline - time.monotonic()))
+        # A process that could not bind its port may exit while a foreign listener answers the probe.
+        self._check_alive("the end of the start")
         self.version = self._read_version()
 
     def _read_version(self) -> str:
@@ -229,6 +237,8 @@ class LocalTarget(RunningTarget):
         account = Account(user=name, domain=self.domain, password=self.new_password(password_part))
         argv = self._render(self.spec.accounts["create"], user=account.user, password=account.password)
         self._run_command(argv, f"creating account {name}")
+        with (self.run_dir / "accounts.txt").open("a") as record:  # work dir only, never in reports
+            record.write(f"{account.jid} {account.password}\n")
         return account
 
     def log_files(self) -> list[Path]:
@@ -236,22 +246,35 @@ class LocalTarget(RunningTarget):
         return outs + [self.run_dir / rel for rel in self.spec.logs]
 
     def stop(self) -> None:
-        for _, popen in reversed(self._procs):
-            if popen.poll() is None:
-                try:
-                    os.killpg(popen.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+        for _, popen in self._procs:
+            _signal_group(popen.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
         for _, popen in reversed(self._procs):
-            try:
-                popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            # The group may hold children (e.g. a runtime's helper) after the leader is gone.
-            try:
-                os.killpg(popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            popen.wait()
+            _end_group(popen, grace=max(0.0, deadline - time.monotonic()))
         self._procs.clear()
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False once the group is gone."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _end_group(popen: subprocess.Popen, grace: float) -> None:
+    """Wait up to ``grace`` seconds for the whole group to exit (not only its leader), then kill it.
+
+    A runtime may go on shutting down after the wrapper that started it has exited, so the
+    group, not the leader, decides when a server is gone.
+    """
+    deadline = time.monotonic() + grace
+    _signal_group(popen.pid, signal.SIGTERM)
+    while time.monotonic() < deadline:
+        popen.poll()
+        if popen.returncode is not None and not _signal_group(popen.pid, 0):
+            break
+        time.sleep(0.05)  # polling for exit during teardown, not a verdict
+    _signal_group(popen.pid, signal.SIGKILL)
+    popen.wait()

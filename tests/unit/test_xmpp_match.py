@@ -8,8 +8,11 @@ import pytest
 
 from harness.protocols.xmpp.match import (
     NS_MATCH,
+    AnyOf,
     PatternError,
+    alternatives,
     closed_event,
+    compile_match,
     compile_pattern,
     not_well_formed_event,
     summarize,
@@ -185,3 +188,28 @@ def test_describe_and_summarize() -> None:
     assert len(compile_pattern("<iq id='" + "x" * 500 + "'/>").describe()) <= 160
     assert summarize(FEATURES) == "<stream:features [mechanisms,bind]>"
     assert summarize(closed_event("stream")) == "<m:closed what='stream'>"
+
+
+# -- a list of patterns: any of them -------------------------------------------------------------
+
+
+def test_compile_match_list_means_any_of() -> None:
+    single = compile_match("<iq type='result'/>")
+    assert not isinstance(single, AnyOf) and alternatives(single) == [single]
+    assert not isinstance(compile_match(["<iq type='result'/>"]), AnyOf)  # a list of one is that pattern
+    both = compile_match(["<iq type='result'/>", "<iq type='error'/>"])
+    assert isinstance(both, AnyOf) and len(alternatives(both)) == 2
+    assert both.matches(received("<iq type='error' id='1'/>"))
+    assert both.matches(received("<iq type='result' id='1'/>"))
+    assert not both.matches(received("<iq type='get' id='1'/>"))
+    assert both.matching(received("<iq type='error' id='1'/>")) is alternatives(both)[1]
+    assert both.describe() == "any of: <iq type='result'/> | <iq type='error'/>"
+
+
+def test_compile_match_list_errors_name_the_alternative() -> None:
+    with pytest.raises(PatternError, match="alternative 2: pattern is not well-formed XML"):
+        compile_match(["<iq/>", "<iq"])
+    with pytest.raises(PatternError, match="empty list"):
+        compile_match([])
+    with pytest.raises(PatternError, match="not int"):
+        compile_match(42)  # type: ignore[arg-type]

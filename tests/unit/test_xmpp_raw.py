@@ -15,7 +15,9 @@ import jsonschema
 import pytest
 
 from harness.actors import Account, ActorContext, TargetView, actor_kinds
-from harness.protocols.xmpp.raw import RawXmppActor, Scram, StreamParser
+from harness.protocols.xmpp.parser import StreamParser
+from harness.protocols.xmpp.raw import RawXmppActor
+from harness.protocols.xmpp.sasl import Scram
 from harness.verdict import Failed, HarnessError, Unsupported
 from tests.unit.xmpp_double import DoubleConfig, Pki, XmppDouble, make_pki
 
@@ -103,10 +105,17 @@ def test_registered_with_valid_schemas() -> None:
     validate("connect", {"tls": "direct", "tls_max": 1.2, "port": "c2s_tls", "expect_tls_failure": True})
     validate("authenticate", {"mechanism": "SCRAM-SHA-1-PLUS", "expect": "failure", "payload": "="})
     validate("expect-nothing", {"match": "<message/>", "barrier": "ping"})
+    validate("expect", {"match": ["<iq type='result'/>", "<iq type='error'/>"], "within": 1})
+    validate("expect-nothing", {"match": ["<message/>", "<presence/>"]})
     with pytest.raises(jsonschema.ValidationError):
         validate("connect", {"tls": "ssl"})
     with pytest.raises(jsonschema.ValidationError):
         validate("expect", {"within": 1})
+    for bad in ([], [""], [42], "", 42):
+        with pytest.raises(jsonschema.ValidationError):
+            validate("expect", {"match": bad})
+        with pytest.raises(jsonschema.ValidationError):
+            validate("expect-nothing", {"match": bad})
 
 
 # -- parsing and SCRAM, no network --------------------------------------------------------------
@@ -462,6 +471,43 @@ def test_expect_timeout_is_a_failure_with_explanation(pki: Pki, tmp_path: Path) 
         assert "closest <message type='normal'" in info.value.reason
         assert "attribute type is 'normal', expected 'chat'" in info.value.reason
         await actor.expect("<message type='normal'><body>hi</body></message>", within=0.5)
+
+    run_with(pki, tmp_path, body)
+
+
+def test_expect_any_of_a_list_of_patterns(pki: Pki, tmp_path: Path) -> None:
+    async def body(actor: RawXmppActor, server: XmppDouble) -> None:
+        await actor.connect()
+        await actor.authenticate()
+        await actor.send(f"<iq type='get' id='q1' to='{DOMAIN}'><query xmlns='jabber:iq:version'/></iq>")
+        # either answer is acceptable; the double answers service-unavailable
+        await actor.perform(
+            "expect",
+            {"match": ["<iq type='result' id='q1'/>", "<iq type='error' id='q1'/>"], "within": 2},
+        )
+        await actor.send(f"<message to='{actor.full_jid}' type='normal'><body>hi</body></message>")
+        with pytest.raises(Failed) as info:
+            await actor.expect(
+                [
+                    "<message type='chat'/>",
+                    "<message type='normal'><body>bye</body></message>",
+                    "<presence/>",
+                ],
+                within=0.5,
+            )
+        reason = info.value.reason
+        assert reason.startswith("expected any of: <message type='chat'/> | ")
+        assert "within 0.5s" in reason
+        assert "alternative 1 (<message type='chat'/>): closest <message type='normal'" in reason
+        assert "attribute type is 'normal', expected 'chat'" in reason
+        assert "alternative 2 (" in reason and "body with text 'bye' (present: 'hi')" in reason
+        assert "alternative 3 (<presence/>): nothing like it received" in reason
+        with pytest.raises(Failed, match="which matches <message type='normal'/> and must not be sent"):
+            await actor.perform("expect-nothing", {"match": ["<presence/>", "<message type='normal'/>"]})
+        await actor.expect(["<presence/>", "<message><body>hi</body></message>"])
+        await actor.perform("expect-nothing", {"match": ["<presence/>", "<message/>"]})
+        with pytest.raises(HarnessError, match="bad pattern: alternative 2"):
+            await actor.expect(["<iq/>", "<iq"])
 
     run_with(pki, tmp_path, body)
 

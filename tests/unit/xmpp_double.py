@@ -4,7 +4,8 @@ It implements just enough of RFC 6120 to exercise the raw actor honestly over re
 real TLS: the stream header, features, STARTTLS (and direct TLS with ALPN), SASL PLAIN,
 SCRAM-SHA-1/-256 (+ -PLUS with tls-server-end-point), abort, resource binding, ping, and
 routing a message addressed to the connected user back to it. Knobs let tests make it misbehave
-(no STARTTLS, no ping answers, TLS 1.3 only, closing the stream on some input).
+(no STARTTLS, no ping or bind answers, TLS 1.3 only, closing the stream on some input). It
+records the clients' addresses (``peers``) and everything they sent (``received``).
 
 Also here: :func:`make_pki`, a throw-away CA and a server certificate made with ``cryptography``.
 """
@@ -131,6 +132,7 @@ class DoubleConfig:
     tls_min: ssl.TLSVersion | None = None
     direct_tls: bool = False
     answer_ping: bool = True
+    answer_bind: bool = True
     scram_iterations: int = 4096
 
 
@@ -144,6 +146,7 @@ class XmppDouble:
         self.host = host
         self.ports: dict[str, int] = {}
         self.received: list[bytes] = []  # everything the clients sent (decrypted)
+        self.peers: list[tuple[str, int]] = []  # (address, port) of every client connection
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -188,6 +191,9 @@ class XmppDouble:
             task = asyncio.current_task()
             assert task is not None
             self._tasks.add(task)
+            peer = writer.get_extra_info("peername")
+            if peer:
+                self.peers.append((peer[0], peer[1]))
             try:
                 await _Connection(self, reader, writer, tls=direct).run()
             except (ConnectionError, ssl.SSLError, OSError, asyncio.IncompleteReadError):
@@ -494,6 +500,8 @@ class _Connection:
             raise _Close
         bind = el.find(f"{{{NS_BIND}}}bind")
         if bind is not None and el.get("type") == "set":
+            if not self.cfg.answer_bind:
+                return
             resource_el = bind.find(f"{{{NS_BIND}}}resource")
             resource = (resource_el.text or "").strip() if resource_el is not None else ""
             self.jid = f"{self.user}@{self.cfg.domain}/{resource or os.urandom(4).hex()}"

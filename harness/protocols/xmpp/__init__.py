@@ -1,3 +1,3 @@
 """XMPP: actors and structural matching of stream elements. Importing registers the actor kinds."""
 
-from harness.protocols.xmpp import raw  # noqa: F401
+from harness.protocols.xmpp import client, raw  # noqa: F401

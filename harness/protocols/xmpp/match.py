@@ -22,6 +22,9 @@ Rules (a pattern matches an element when all hold):
 * pattern text, when not blank, equals the element's stripped text (``*``: any non-empty text);
 * ``m:text-contains='...'``: the element's text contains the value.
 
+A scenario's ``match`` may also be a list of patterns, meaning "any of these"
+(:func:`compile_match` returns an :class:`AnyOf` then).
+
 Events that are not elements are represented by elements in the ``m`` namespace, produced by
 the raw actor: ``<m:closed what='stream|connection'/>`` when the server closed its stream or the
 TCP connection, ``<m:not-well-formed>reason</m:not-well-formed>`` when the server sent bytes that
@@ -272,3 +275,52 @@ def compile_pattern(text: str) -> Pattern:
     if (wrapper.text or "").strip() or (children[0].tail or "").strip():
         raise PatternError("a pattern must be exactly one element, found text outside of it")
     return Pattern(source, _build(children[0], True))
+
+
+class AnyOf:
+    """Several patterns of which any one may match (``match: [<a/>, <b/>]`` in a scenario)."""
+
+    def __init__(self, patterns: list[Pattern]) -> None:
+        if len(patterns) < 2:
+            raise ValueError("AnyOf needs at least two patterns")
+        self.alternatives = patterns
+
+    def matches(self, el: ET.Element) -> bool:
+        return any(p.matches(el) for p in self.alternatives)
+
+    def matching(self, el: ET.Element) -> Pattern | None:
+        """The first alternative that ``el`` matches."""
+        return next((p for p in self.alternatives if p.matches(el)), None)
+
+    def describe(self, limit: int = 160) -> str:
+        each = max(limit // len(self.alternatives), 40)
+        return "any of: " + " | ".join(p.describe(each) for p in self.alternatives)
+
+    def __repr__(self) -> str:
+        return f"AnyOf({self.alternatives!r})"
+
+
+Matcher = Pattern | AnyOf
+
+
+def compile_match(spec: str | list[str]) -> Matcher:
+    """A scenario's ``match``: one pattern (a string), or a non-empty list of patterns meaning
+    "any of these". A list of one is that pattern. Raises :class:`PatternError`."""
+    if isinstance(spec, str):
+        return compile_pattern(spec)
+    if not isinstance(spec, list | tuple):
+        raise PatternError(f"match is a pattern or a list of patterns, not {type(spec).__name__}")
+    if not spec:
+        raise PatternError("match is an empty list; give at least one pattern")
+    patterns = []
+    for index, item in enumerate(spec):
+        try:
+            patterns.append(compile_pattern(item))
+        except PatternError as exc:
+            raise PatternError(f"alternative {index + 1}: {exc}") from None
+    return patterns[0] if len(patterns) == 1 else AnyOf(patterns)
+
+
+def alternatives(matcher: Matcher) -> list[Pattern]:
+    """The patterns of a matcher (one for a plain pattern)."""
+    return matcher.alternatives if isinstance(matcher, AnyOf) else [matcher]

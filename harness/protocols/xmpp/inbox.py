@@ -1,0 +1,263 @@
+"""What an XMPP actor received and has not yet used: the queue behind ``expect`` and
+``expect-nothing``, shared by every XMPP actor kind.
+
+Everything the server sends on a connection is queued in arrival order: the stream header (as an
+empty ``{stream}stream`` element with the header's attributes), every top-level element
+(features, stanzas, SASL and TLS negotiation elements, stream errors) and events represented as
+elements of the matcher namespace (``<m:closed what='stream|connection'/>``,
+``<m:not-well-formed>``).
+
+``expect``
+    takes the first *unconsumed* element that matches (a pattern, or any of a list of patterns)
+    and, by default, consumes it, so the next ``expect`` needs a new element. Past its deadline,
+    or once the connection is gone with nothing matching (nothing more can arrive), it is a
+    ``fail`` explaining, for each alternative, how the closest element differs.
+``expect-nothing``
+    proves absence without sleeping: it sends an ordering barrier, an XEP-0199 ping to the
+    server on the same stream, and waits for its reply. The server processes what it sent
+    before the reply first, so once the reply is here, nothing matching can still be on its
+    way. Then no unconsumed element may match. A missing barrier reply is an ``error``
+    (absence not proven); on a closed connection everything received is final (``barrier:
+    none`` requires that).
+
+The owner (an actor) puts elements in with :meth:`Inbox.put`, tells it when the connection is
+gone (:meth:`Inbox.connection_lost`) and when a stream restarts (:meth:`Inbox.new_stream`:
+RFC 6120 discards the old stream, and a pattern must not match features of a stream that is
+gone; they stay in the stream log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from harness.protocols.xmpp.elements import IQ_TAG, NS_PING, STREAM_ERROR_TAG, attr, condition
+from harness.protocols.xmpp.match import (
+    CLOSED,
+    Matcher,
+    PatternError,
+    alternatives,
+    compile_match,
+    summarize,
+)
+from harness.verdict import Failed, HarnessError
+
+# JSON schemas of the parameters of the two actions (the actors' ``actions`` use them).
+WITHIN_SCHEMA: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0}
+MATCH_SCHEMA: dict[str, Any] = {
+    "type": ["string", "array"],
+    "minLength": 1,
+    "minItems": 1,
+    "items": {"type": "string", "minLength": 1},
+    "description": "a pattern, or a list of patterns of which any one may match",
+}
+BARRIERS = ("ping", "none")
+
+
+def params_schema(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    """The JSON schema of an action's parameters: an object with exactly these properties."""
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+EXPECT_SCHEMA = params_schema(
+    {"match": MATCH_SCHEMA, "within": WITHIN_SCHEMA, "consume": {"type": "boolean", "default": True}},
+    ["match"],
+)
+EXPECT_NOTHING_SCHEMA = params_schema(
+    {"match": MATCH_SCHEMA, "barrier": {"enum": list(BARRIERS), "default": "ping"}, "within": WITHIN_SCHEMA},
+    ["match"],
+)
+
+
+def compile_step_match(match: str | list[str]) -> Matcher:
+    """A step's ``match`` compiled; a bad pattern is the scenario's (harness) error."""
+    try:
+        return compile_match(match)
+    except PatternError as exc:
+        raise HarnessError(f"bad pattern: {exc}") from None
+
+
+SendText = Callable[[str, float], Awaitable[None]]
+
+
+class Inbox:
+    """The received, not yet consumed elements of one connection (see the module documentation)."""
+
+    def __init__(self) -> None:
+        self.pending: list[ET.Element] = []
+        self.closed = False  # the connection is gone: nothing more can arrive
+        self._arrived = asyncio.Event()
+
+    # -- filling -----------------------------------------------------------------------------
+
+    def put(self, el: ET.Element) -> None:
+        self.pending.append(el)
+        self._arrived.set()
+
+    def notify(self) -> None:
+        """Wake the waiters to re-check their condition (something else than an element changed)."""
+        self._arrived.set()
+
+    def connection_lost(self) -> None:
+        """Nothing more can arrive (the owner queued ``<m:closed what='connection'/>`` first)."""
+        self.closed = True
+        self._arrived.set()
+
+    def new_stream(self) -> None:
+        """A stream restart: the unconsumed elements of the old stream are gone."""
+        self.pending.clear()
+
+    def reset(self) -> None:
+        """A new connection: forget everything of the earlier one."""
+        self.pending.clear()
+        self.closed = False
+
+    def consume(self, el: ET.Element) -> None:
+        for i, item in enumerate(self.pending):
+            if item is el:
+                del self.pending[i]
+                return
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def find(self, pred: Callable[[ET.Element], bool]) -> ET.Element | None:
+        return next((el for el in self.pending if pred(el)), None)
+
+    async def wait_until(self, cond: Callable[[], bool], deadline: float) -> bool:
+        """Wait until ``cond()`` holds (re-checked at every arrival or :meth:`notify`). False once
+        the deadline passed, or the connection is gone and ``cond()`` still does not hold."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                while True:
+                    if cond():
+                        return True
+                    if self.closed:
+                        return False
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        except TimeoutError:
+            return False
+
+    async def wait_for(self, pred: Callable[[ET.Element], bool], deadline: float) -> ET.Element | None:
+        """First unconsumed element satisfying ``pred``; None once the deadline passed or the
+        connection is gone with nothing matching (nothing more can arrive)."""
+        found: list[ET.Element] = []
+
+        def cond() -> bool:
+            el = self.find(pred)
+            if el is not None:
+                found.append(el)
+            return el is not None
+
+        return found[0] if await self.wait_until(cond, deadline) else None
+
+    # -- descriptions --------------------------------------------------------------------------
+
+    def summary(self, limit: int = 8) -> str:
+        if not self.pending:
+            return "nothing (unconsumed)"
+        items = [summarize(e) for e in self.pending[-limit:]]
+        more = len(self.pending) - limit
+        return ("... " if more > 0 else "") + ", ".join(items)
+
+    def closed_summary(self, closing: bool = False) -> str:
+        """How the connection ended (``closing``: the actor itself closed it)."""
+        closes = [e for e in self.pending if e.tag == CLOSED]
+        errors = [e for e in self.pending if e.tag == STREAM_ERROR_TAG]
+        parts = []
+        if errors:
+            parts.append(f"stream error {condition(errors[-1])}")
+        if closes or self.closed:
+            parts.append("closed by the server" if not closing else "closed")
+        return ", ".join(parts) or "not open"
+
+    def explain_miss(self, matcher: Matcher) -> str:
+        """Why nothing unconsumed matches: per alternative, how the closest element differs."""
+        patterns = alternatives(matcher)
+        if len(patterns) == 1:
+            pattern = patterns[0]
+            closest = [e for e in self.pending if pattern.tag is None or e.tag == pattern.tag]
+            return f"; closest {summarize(closest[-1])}: {pattern.explain(closest[-1])}" if closest else ""
+        out = []
+        for index, pattern in enumerate(patterns, 1):
+            closest = [e for e in self.pending if pattern.tag is None or e.tag == pattern.tag]
+            head = f"; alternative {index} ({pattern.describe(60)}): "
+            if closest:
+                out.append(f"{head}closest {summarize(closest[-1])}: {pattern.explain(closest[-1])}")
+            else:
+                out.append(f"{head}nothing like it received")
+        return "".join(out)
+
+    # -- the two actions -----------------------------------------------------------------------
+
+    async def expect(
+        self,
+        match: str | list[str],
+        deadline: float,
+        wait: float,
+        consume: bool = True,
+        closing: bool = False,
+    ) -> ET.Element:
+        """The ``expect`` action: the matching element, or :class:`Failed` (``wait`` is the
+        seconds until ``deadline``, for the message)."""
+        matcher = compile_step_match(match)
+        el = await self.wait_for(matcher.matches, deadline)
+        if el is not None:
+            if consume:
+                self.consume(el)
+            return el
+        hint = self.explain_miss(matcher)
+        if self.closed:
+            raise Failed(
+                f"expected {matcher.describe()}; connection closed ({self.closed_summary(closing)}); "
+                f"got: {self.summary()}{hint}"
+            )
+        raise Failed(f"expected {matcher.describe()} within {wait:g}s; got: {self.summary()}{hint}")
+
+    async def expect_nothing(
+        self,
+        match: str | list[str],
+        barrier: str,
+        deadline: float,
+        send: SendText,
+        barrier_id: str,
+        to: str,
+    ) -> None:
+        """The ``expect-nothing`` action. ``send(text, deadline)`` writes on the actor's stream;
+        the barrier is ``<iq type='get' id=barrier_id to=to><ping/></iq>``."""
+        matcher = compile_step_match(match)
+        if barrier == "none":
+            if not self.closed:
+                raise HarnessError("expect-nothing with barrier none needs a closed connection")
+        elif barrier == "ping":
+            if not self.closed:
+                await send(
+                    f"<iq type='get' id={attr(barrier_id)} to={attr(to)}><ping xmlns='{NS_PING}'/></iq>",
+                    deadline,
+                )
+                reply = await self.wait_for(
+                    lambda e: (
+                        e.tag == IQ_TAG and e.get("id") == barrier_id and e.get("type") in ("result", "error")
+                    ),
+                    deadline,
+                )
+                if reply is not None:
+                    self.consume(reply)
+                elif not self.closed:
+                    raise HarnessError(
+                        f"no reply to the barrier ping {barrier_id} in time; absence not proven"
+                    )
+                # connection closed before the reply: everything received is final.
+        else:
+            raise HarnessError(f"expect-nothing: unknown barrier {barrier!r} (ping or none)")
+        for el in self.pending:
+            pattern = next((p for p in alternatives(matcher) if p.matches(el)), None)
+            if pattern is not None:
+                raise Failed(
+                    f"received {summarize(el)}, which matches {pattern.describe()} and must not be sent"
+                )

@@ -1,0 +1,59 @@
+"""Integration fixtures: one real run of the authentication matrix on the three local servers.
+
+The run goes through the ``interop`` command exactly as a user starts it; tests then read what
+it wrote. Server directories are kept (``INTEROP_WORKDIR``) so tests can check the accounts'
+passwords never reached the reports.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.results import RunRecord, read_results
+from harness.scenario.loader import load_all, scenario_files
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL_TARGETS = ("prosody", "ejabberd", "jabberd2")
+
+
+@dataclass
+class InteropRun:
+    code: int
+    out: Path
+    work: Path
+    stdout: str
+    run: RunRecord | None
+
+
+def interop(args: list[str], out: Path, work: Path, timeout: float = 1800) -> InteropRun:
+    """Run ``interop run`` in a child process with its own run and work directories."""
+    work.mkdir(parents=True, exist_ok=True)
+    work.chmod(0o755)
+    env = dict(os.environ, INTEROP_WORKDIR=str(work))
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--out", str(out), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    results = out / "results.json"
+    return InteropRun(proc.returncode, out, work, proc.stdout + proc.stderr,
+                      read_results(results) if results.exists() else None)
+
+
+@pytest.fixture(scope="session")
+def auth_run(tmp_path_factory: pytest.TempPathFactory) -> InteropRun:
+    base = tmp_path_factory.mktemp("auth-matrix")
+    result = interop(["--category", "authentication", "--targets", ",".join(LOCAL_TARGETS)],
+                     base / "out", base / "work")
+    assert result.run is not None, f"no results.json; interop printed:\n{result.stdout[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def auth_scenarios():
+    scenarios, errors = load_all(scenario_files(ROOT / "scenarios"))
+    assert not errors
+    return [s for s in scenarios if s.category == "authentication"]

@@ -1,0 +1,91 @@
+"""The default matrix on the real Debian servers: complete, evidenced, redacted, cleaned up."""
+
+from __future__ import annotations
+
+import base64
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from tests.integration.conftest import LOCAL_TARGETS
+
+
+def test_every_scenario_ran_on_every_target(auth_run, auth_scenarios):
+    got = {(i.scenario_id, i.targets[0].name) for i in auth_run.run.items}
+    want = {(s.id, t) for s in auth_scenarios for t in LOCAL_TARGETS}
+    assert want - got == set(), f"missing items: {sorted(want - got)}"
+
+
+def test_no_error_cells(auth_run):
+    errors = [f"{i.item_id}: {i.reason}" for i in auth_run.run.items if i.outcome == "error"]
+    assert errors == []
+
+
+def test_exit_code_follows_must_level_verdicts(auth_run):
+    must_failed = [i for i in auth_run.run.items if i.level == "MUST" and i.outcome in ("fail", "error")]
+    assert auth_run.code == (1 if must_failed else 0), auth_run.stdout[-2000:]
+
+
+def test_targets_report_their_versions(auth_run):
+    versions = {t["name"]: t["version"] for t in auth_run.run.targets}
+    assert set(versions) == set(LOCAL_TARGETS)
+    assert all(v and v != "unknown" for v in versions.values()), versions
+
+
+def test_reports_on_disk(auth_run):
+    out = auth_run.out
+    matrix = (out / "matrix.md").read_text()
+    for item in auth_run.run.items:
+        assert item.scenario_id in matrix
+    junit = ET.parse(out / "junit.xml").getroot()
+    cases = junit.findall(".//testcase")
+    assert len(cases) == len(auth_run.run.items)
+    allure = list((out / "allure-results").glob("*-result.json"))
+    assert len(allure) == len(auth_run.run.items)
+    attached = json.loads(allure[0].read_text()).get("attachments", [])
+    assert attached, "allure results carry the evidence as attachments"
+
+
+def test_evidence_per_item(auth_run):
+    for item in auth_run.run.items:
+        if not item.actors_connected:
+            continue
+        names = set(item.evidence)
+        assert "pcap" in names, item.item_id
+        assert any(n.endswith(".xmpp.log") for n in names), item.item_id
+        for rel in item.evidence.values():
+            assert (auth_run.out / rel).is_file(), rel
+        pcap = auth_run.out / item.evidence["pcap"]
+        assert pcap.stat().st_size > 24, f"{item.item_id}: empty capture"
+
+
+def test_passwords_never_reach_reports(auth_run):
+    """Neither the password nor a SASL PLAIN payload carrying it is in any report or evidence file."""
+    accounts = [line.split() for path in auth_run.work.glob("targets/*/accounts.txt")
+                for line in path.read_text().splitlines()]
+    assert accounts, "the run created accounts"
+    needles = []
+    for jid, password in accounts:
+        user = jid.split("@")[0]
+        needles += [password.encode(), base64.b64encode(f"\0{user}\0{password}".encode()),
+                    base64.b64encode(f"{jid}\0{user}\0{password}".encode())]
+    leaks = []
+    for path in auth_run.out.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            leaks += [f"{path}: {n[:6]!r}..." for n in needles if n in data]
+    assert leaks == []
+
+
+def test_no_process_or_mount_left(auth_run):
+    marker = str(auth_run.work).encode()
+    left = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "cmdline").read_bytes():
+                    left.append(proc.name)
+            except OSError:
+                continue
+    assert left == []
+    assert str(auth_run.work) not in Path("/proc/self/mountinfo").read_text()
