@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import inspect
 import logging
 import socket
 import ssl
@@ -60,9 +61,14 @@ def make_actor(
     return ClientXmppActor(ctx, {})
 
 
-def leftover_tasks(server: XmppDouble) -> list[asyncio.Task[object]]:
+def leftover_tasks() -> list[asyncio.Task[object]]:
+    """Unfinished tasks other than this one and the double's connection handlers."""
     current = asyncio.current_task()
-    return [t for t in asyncio.all_tasks() if t is not current and t not in server._tasks and not t.done()]
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if t is not current and not t.done() and not t.get_coro().__qualname__.startswith("XmppDouble.")
+    ]
 
 
 def run_with(
@@ -92,7 +98,7 @@ def run_with(
                 await body(actor, server)
             finally:
                 await actor.close()
-            assert leftover_tasks(server) == []
+            assert leftover_tasks() == []
             return actor
 
     return asyncio.run(main())
@@ -121,7 +127,9 @@ def test_registered_with_valid_schemas() -> None:
     def validate(action: str, params: dict[str, object]) -> None:
         jsonschema.validate(params, ClientXmppActor.actions[action])
 
-    validate("connect", {"tls": "direct", "tls_min": 1.2, "client_cert": True, "port": "c2s_tls", "within": 3})
+    validate(
+        "connect", {"tls": "direct", "tls_min": 1.2, "client_cert": True, "port": "c2s_tls", "within": 3}
+    )
     validate("authenticate", {"mechanism": "SCRAM-SHA-256", "expect": "failure", "resource": "r"})
     validate("authenticate", {})
     validate("send", {"xml": "<presence/>"})
@@ -140,6 +148,19 @@ def test_registered_with_valid_schemas() -> None:
     ):
         with pytest.raises(jsonschema.ValidationError):
             validate(action, params)
+
+
+def test_slixmpp_internals_the_actor_relies_on() -> None:
+    """The actor overrides or calls a few non-public parts of slixmpp; fail loudly when an
+    upgrade changes them rather than misbehave."""
+    from slixmpp.features.feature_mechanisms.mechanisms import FeatureMechanisms
+    from slixmpp.xmlstream.xmlstream import XMLStream
+
+    params = list(inspect.signature(XMLStream._attempt_connection).parameters)
+    assert params == ["self", "host", "port", "tls", "server_hostname"]
+    assert list(inspect.signature(XMLStream.reschedule_connection_attempt).parameters) == ["self"]
+    assert list(inspect.signature(FeatureMechanisms._handle_sasl_auth).parameters) == ["self", "features"]
+    assert "End of stream" in inspect.getsource(XMLStream.data_received)
 
 
 # -- connect ------------------------------------------------------------------------------------
@@ -162,7 +183,10 @@ def test_starttls_plain_login_binds(pki: Pki, tmp_path: Path) -> None:
             },
         )
         with pytest.raises(Failed, match="missing child"):
-            await actor.expect("<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>", within=0.2)
+            await actor.expect(
+                "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>",
+                within=0.2,
+            )
         await actor.perform("authenticate", {"mechanism": "PLAIN", "resource": "harness"})
         assert actor.full_jid == "alice@double.test/harness"
         assert actor.authenticated
@@ -274,7 +298,9 @@ def test_starttls_not_offered_and_plaintext(pki: Pki, tmp_path: Path) -> None:
     async def plaintext(actor: ClientXmppActor, server: XmppDouble) -> None:
         await actor.connect(tls="none")
         assert actor.tls_info is None
-        await actor.expect("<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>")
+        await actor.expect(
+            "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>"
+        )
         # slixmpp will not send PLAIN over an unencrypted stream: the client's policy, not the server's
         with pytest.raises(HarnessError, match="slixmpp would not use PLAIN here"):
             await actor.authenticate(mechanism="PLAIN")
@@ -311,9 +337,11 @@ def test_wrong_password(pki: Pki, tmp_path: Path) -> None:
         with pytest.raises(Failed, match="authentication failed: not-authorized"):
             await actor.authenticate(mechanism="PLAIN", password="wrong-one")
         assert actor.full_jid is None and not actor.authenticated
-        await actor.connect()  # slixmpp gave up and closed the stream: connect again
+        await actor.disconnect()
+        await actor.connect()
         await actor.authenticate(mechanism="PLAIN", password="wrong-two", expect="failure")
         await actor.expect(f"<failure xmlns='{SASL}'><not-authorized/></failure>")
+        await actor.disconnect()
         await actor.connect()
         with pytest.raises(Failed, match="authentication failed: not-authorized"):
             await actor.authenticate(password="wrong-three")  # slixmpp's choice: SCRAM
@@ -341,6 +369,10 @@ def test_mechanism_not_offered_or_not_known_to_slixmpp(pki: Pki, tmp_path: Path)
             await actor.authenticate(mechanism="SCRAM-SHA-512")
         with pytest.raises(HarnessError, match="slixmpp would not use X-CUSTOM here"):
             await actor.authenticate(mechanism="X-CUSTOM")
+        await actor.disconnect()
+        await actor.connect()
+        with pytest.raises(HarnessError, match=r"resource '\\x07bell' is not valid"):
+            await actor.authenticate(resource="\x07bell")
 
     run_with(pki, tmp_path, body, DoubleConfig(mechanisms=("PLAIN", "X-CUSTOM")))
 
@@ -362,7 +394,9 @@ def test_expect_message_and_iq(pki: Pki, tmp_path: Path) -> None:
     async def body(actor: ClientXmppActor, server: XmppDouble) -> None:
         await actor.connect()
         await actor.authenticate(mechanism="PLAIN")
-        await actor.perform("send", {"xml": f"<message to='{actor.full_jid}' type='chat'><body>hi</body></message>"})
+        await actor.perform(
+            "send", {"xml": f"<message to='{actor.full_jid}' type='chat'><body>hi</body></message>"}
+        )
         await actor.perform("expect", {"match": "<message type='chat' from='*'><body>hi</body></message>"})
         await actor.send(f"<iq type='get' id='v1' to='{DOMAIN}'><query xmlns='jabber:iq:version'/></iq>")
         await actor.perform(
@@ -370,8 +404,10 @@ def test_expect_message_and_iq(pki: Pki, tmp_path: Path) -> None:
             {
                 "match": [
                     "<iq type='result' id='v1'/>",
-                    "<iq type='error' id='v1'><error><service-unavailable "
-                    "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+                    (
+                        "<iq type='error' id='v1'><error><service-unavailable "
+                        "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+                    ),
                 ],
                 "within": 2,
             },
@@ -460,7 +496,9 @@ def test_actions_before_connect_and_close_is_safe(pki: Pki, tmp_path: Path) -> N
     run_with(pki, tmp_path, body)
 
 
-def test_close_leaves_no_task_and_no_warning(pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_close_leaves_no_task_and_no_warning(
+    pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Every state the actor can be closed in: nothing pending, no timers, no asyncio complaints
     once the loop is gone."""
     timers: list[dict[str, object]] = []
@@ -477,5 +515,7 @@ def test_close_leaves_no_task_and_no_warning(pki: Pki, tmp_path: Path, caplog: p
         run_with(pki, tmp_path, body)
         gc.collect()
     assert timers == [{}]
-    complaints = [r.getMessage() for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR]
+    complaints = [
+        r.getMessage() for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR
+    ]
     assert complaints == []

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import os
 import ssl
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -45,10 +46,12 @@ from typing import Any, ClassVar
 import slixmpp
 from slixmpp import ClientXMPP
 from slixmpp.basexmpp import BaseXMPP
+from slixmpp.jid import InvalidJID
 from slixmpp.stanza import Iq
 from slixmpp.xmlstream.xmlstream import NotConnectedError
 
-from harness.actors import Actor, ActorContext, register
+from harness.actors import ActorContext, register
+from harness.protocols.xmpp.base import XmppActor
 from harness.protocols.xmpp.elements import (
     FEATURES_TAG,
     IQ_TAG,
@@ -80,7 +83,7 @@ from harness.protocols.xmpp.tls import (
 )
 from harness.verdict import Failed, HarnessError, TargetError, Unsupported
 
-_SLIXMPP_DIR = str(Path(slixmpp.__file__).parent)
+_SLIXMPP_DIR = str(Path(slixmpp.__file__).parent) + os.sep
 
 
 class _Client(ClientXMPP):
@@ -98,11 +101,10 @@ class _Client(ClientXMPP):
     # refuses to await a Future whose loop is not the running loop object itself
     # ("attached to a different loop"); and patching create_connection on the running loop
     # would bind every other actor's connection on that loop too. So this overrides the one
-    # method that opens the socket, keeping its body as in slixmpp 1.17 and adding
-    # ``local_addr``; it also records why a connection failed, for the verdict.
-    async def _attempt_connection(  # type: ignore[override]
-        self, host: str, port: int, tls: bool, server_hostname: str | None
-    ) -> bool:
+    # method that opens the socket, keeping its body as in slixmpp 1.17 (less the retry
+    # bookkeeping) and adding ``local_addr``; it also records why a connection failed, for the
+    # verdict. tests/unit/test_xmpp_client.py checks the signature this relies on.
+    async def _attempt_connection(self, host: str, port: int, tls: bool, server_hostname: str | None) -> bool:
         self.event_when_connected = "connected"
         ssl_context = self.get_ssl_context() if tls else None
         if self._current_connection_attempt is None:
@@ -132,6 +134,16 @@ class _Client(ClientXMPP):
         # e.g. a see-other-host stream error: not followed, the connection just ends.
         self._actor._log.event(f"slixmpp asked to reconnect ({reason}); not reconnecting")
         self.abort()
+
+    async def start_tls(self) -> bool:
+        # slixmpp reports a failed STARTTLS handshake only as a disconnect (or, for certificate
+        # errors, as ssl_invalid_chain): mark the handshake so a connection lost meanwhile is
+        # known to be a TLS failure.
+        self._actor._handshaking = True
+        try:
+            return await super().start_tls()
+        finally:
+            self._actor._handshaking = False
 
     def send_raw(self, data: str | bytes) -> None:
         if self.transport is not None:
@@ -218,11 +230,10 @@ class _AuthState:
 
 
 @register
-class ClientXmppActor(Actor):
+class ClientXmppActor(XmppActor):
     """An ordinary XMPP client (slixmpp). See the module documentation."""
 
     kind = "xmpp-client"
-    protocol = "xmpp"
     options_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "additionalProperties": False,
@@ -268,6 +279,7 @@ class ClientXmppActor(Actor):
         self._tls = "starttls"
         self._client_cert_used = False
         self._tls_error: BaseException | None = None  # why the STARTTLS handshake failed
+        self._handshaking = False  # a STARTTLS handshake is under way
         self._sasl_features: Any = None  # the features stanza slixmpp's SASL handler is held at
         self._auth: _AuthState | None = None
         self._library_iqs: dict[str, str] = {}  # id -> purpose of the iqs slixmpp itself sent
@@ -311,6 +323,8 @@ class ClientXmppActor(Actor):
     def _on_connection_lost(self, exc: BaseException | None, stream_ended: bool) -> None:
         if self._inbox.closed:
             return
+        if self._handshaking and self._tls_error is None and not self._closing:
+            self._tls_error = exc or ConnectionResetError("connection closed during the TLS handshake")
         if stream_ended:
             self._log.event("server closed its stream")
             self._inbox.put(closed_event("stream"))
@@ -518,8 +532,10 @@ class ClientXmppActor(Actor):
         xmpp.connect(host, number)
         up = await self._inbox.wait_until(self._stream_up, deadline)
 
-        error = xmpp.connect_error or self._tls_error
-        if isinstance(error, ssl.SSLError):  # direct TLS (connect_error) or STARTTLS (_tls_error)
+        error = xmpp.connect_error
+        if self._tls_error is not None or isinstance(error, ssl.SSLError):  # STARTTLS or direct TLS
+            error = self._tls_error or error
+            assert error is not None
             self.reached_server = True
             if is_local_problem(error):
                 self._log.event(f"TLS handshake not possible on the actor's side: {error}")
@@ -527,7 +543,7 @@ class ClientXmppActor(Actor):
             reason, _verify = describe_handshake_error(error)
             self._log.event(f"TLS handshake failed: {reason}")
             raise Failed(f"TLS handshake failed: {reason}")
-        if error is not None:
+        elif error is not None:
             if isinstance(error, ConnectionRefusedError):
                 self._log.event(f"connection to {host}:{number} refused")
                 if tls == "direct":
@@ -571,16 +587,16 @@ class ClientXmppActor(Actor):
             deadline,
         )
         offered = offered_mechanisms(self.features)
-        if mechanism is not None and mechanism not in offered:
-            raise Unsupported(f"mechanism {mechanism} not offered (offered: {', '.join(offered) or 'none'})")
-        if self._sasl_features is None:
-            if not offered and self.features is not None:
-                raise Unsupported("the server offers no SASL mechanism")
+        if self._sasl_features is None and (self.features is None or offered):
             if self._inbox.closed:
                 raise Failed(f"cannot authenticate: the connection is closed ({self._closed_summary()})")
             raise HarnessError(
                 f"target sent no stream features with SASL mechanisms in time; got {self._inbox.summary()}"
             )
+        if mechanism is not None and mechanism not in offered:
+            raise Unsupported(f"mechanism {mechanism} not offered (offered: {', '.join(offered) or 'none'})")
+        if not offered:
+            raise Unsupported("the server offers no SASL mechanism")
         account = self.ctx.account
         secret = password if password is not None else (account.password if account else None)
         if secret is not None:
@@ -593,7 +609,10 @@ class ClientXmppActor(Actor):
         elif not self._client_cert_used and "EXTERNAL" in offered and len(offered) > 1:
             plugin.use_mechs = set(offered) - {"EXTERNAL"}
         if resource:
-            xmpp.requested_jid.resource = resource
+            try:
+                xmpp.requested_jid.resource = resource
+            except InvalidJID as exc:
+                raise HarnessError(f"authenticate: resource {resource!r} is not valid: {exc}") from None
         self._auth = auth = _AuthState()
         features, self._sasl_features = self._sasl_features, None
         try:
@@ -708,12 +727,13 @@ class ClientXmppActor(Actor):
         if xmpp is None:
             return
         self._closing = True
+        connected = xmpp.transport is not None
         with contextlib.suppress(Exception):
             xmpp.abort()
-        if not self._inbox.closed:
+        if connected and not self._inbox.closed:
             # connection_lost comes with the loop's next iterations
             await self._inbox.wait_until(lambda: False, self._deadline(2.0))
-        if not self._inbox.closed:
+        if connected and not self._inbox.closed:
             self._on_connection_lost(None, False)
         with contextlib.suppress(Exception):
             xmpp.cancel_connection_attempt()

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from xml.sax.saxutils import escape
 
-from harness.actors import Actor, ActorContext, register
+from harness.actors import ActorContext, register
+from harness.protocols.xmpp.base import XmppActor
 from harness.protocols.xmpp.elements import (
     FEATURES_TAG,
     IQ_TAG,
@@ -90,11 +91,10 @@ __all__ = ["RawXmppActor", "Scram", "StreamParser"]
 
 
 @register
-class RawXmppActor(Actor):
+class RawXmppActor(XmppActor):
     """Raw client-to-server XMPP stream. See the module documentation."""
 
     kind = "xmpp-raw"
-    protocol = "xmpp"
     options_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "additionalProperties": False,
