@@ -468,7 +468,7 @@ def test_expect_timeout_is_a_failure_with_explanation(pki: Pki, tmp_path: Path) 
         await actor.send(f"<message to='{actor.full_jid}' type='normal'><body>hi</body></message>")
         with pytest.raises(Failed) as info:
             await actor.expect("<message type='chat'><body>hi</body></message>", within=0.5)
-        assert "closest <message type='normal'" in info.value.reason
+        assert info.value.reason.startswith("got <message type='normal'")
         assert "attribute type is 'normal', expected 'chat'" in info.value.reason
         await actor.expect("<message type='normal'><body>hi</body></message>", within=0.5)
 
@@ -496,9 +496,9 @@ def test_expect_any_of_a_list_of_patterns(pki: Pki, tmp_path: Path) -> None:
                 within=0.5,
             )
         reason = info.value.reason
-        assert reason.startswith("expected any of: <message type='chat'/> | ")
+        assert "expected any of: <message type='chat'/> | " in reason
         assert "within 0.5s" in reason
-        assert "alternative 1 (<message type='chat'/>): closest <message type='normal'" in reason
+        assert reason.startswith("alternative 1 (<message type='chat'/>): got <message type='normal'")
         assert "attribute type is 'normal', expected 'chat'" in reason
         assert "alternative 2 (" in reason and "body with text 'bye' (present: 'hi')" in reason
         assert "alternative 3 (<presence/>): nothing like it received" in reason

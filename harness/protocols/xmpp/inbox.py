@@ -33,7 +33,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from harness.protocols.xmpp.elements import IQ_TAG, NS_PING, STREAM_ERROR_TAG, attr, condition
+from harness.protocols.xmpp.elements import FEATURES_TAG, IQ_TAG, NS_PING, STREAM_ERROR_TAG, attr, condition
 from harness.protocols.xmpp.match import (
     CLOSED,
     Matcher,
@@ -182,15 +182,15 @@ class Inbox:
         if len(patterns) == 1:
             pattern = patterns[0]
             closest = [e for e in self.pending if pattern.tag is None or e.tag == pattern.tag]
-            return f"; closest {summarize(closest[-1])}: {pattern.explain(closest[-1])}" if closest else ""
+            return f"got {summarize(closest[-1])}: {pattern.explain(closest[-1])}; " if closest else ""
         out = []
         for index, pattern in enumerate(patterns, 1):
             closest = [e for e in self.pending if pattern.tag is None or e.tag == pattern.tag]
-            head = f"; alternative {index} ({pattern.describe(60)}): "
+            head = f"alternative {index} ({pattern.describe(60)}): "
             if closest:
-                out.append(f"{head}closest {summarize(closest[-1])}: {pattern.explain(closest[-1])}")
+                out.append(f"{head}got {summarize(closest[-1])}: {pattern.explain(closest[-1])}; ")
             else:
-                out.append(f"{head}nothing like it received")
+                out.append(f"{head}nothing like it received; ")
         return "".join(out)
 
     # -- the two actions -----------------------------------------------------------------------
@@ -206,18 +206,22 @@ class Inbox:
         """The ``expect`` action: the matching element, or :class:`Failed` (``wait`` is the
         seconds until ``deadline``, for the message)."""
         matcher = compile_step_match(match)
-        el = await self.wait_for(matcher.matches, deadline)
-        if el is not None:
+        # A stream has exactly one features element: once it is here, waiting cannot help.
+        settles = all(p.tag == FEATURES_TAG for p in alternatives(matcher))
+        el = await self.wait_for(lambda e: matcher.matches(e) or (settles and e.tag == FEATURES_TAG), deadline)
+        if el is not None and matcher.matches(el):
             if consume:
                 self.consume(el)
             return el
         hint = self.explain_miss(matcher)
+        if el is not None:
+            raise Failed(f"{hint}expected {matcher.describe()} (a stream has one features element)")
         if self.closed:
             raise Failed(
-                f"expected {matcher.describe()}; connection closed ({self.closed_summary(closing)}); "
-                f"got: {self.summary()}{hint}"
+                f"{hint}expected {matcher.describe()}; connection closed ({self.closed_summary(closing)}); "
+                f"received: {self.summary()}"
             )
-        raise Failed(f"expected {matcher.describe()} within {wait:g}s; got: {self.summary()}{hint}")
+        raise Failed(f"{hint}expected {matcher.describe()} within {wait:g}s; received: {self.summary()}")
 
     async def expect_nothing(
         self,

@@ -194,13 +194,16 @@ class Pattern:
         return "matches" if reason is None else reason
 
     def describe(self, limit: int = 160) -> str:
-        text = " ".join(self.source.split())
+        """The pattern as written, on one line, without namespace declarations (they are noise
+        in a verdict reason: the element names already say what is meant)."""
+        text = _XMLNS.sub("", " ".join(self.source.split())).replace("> <", "><")
         return text if len(text) <= limit else text[: limit - 3] + "..."
 
     def __repr__(self) -> str:
         return f"Pattern({self.describe()!r})"
 
 
+_XMLNS = re.compile(r"""\s+xmlns(:\w+)?=(['"])[^'"]*\2""")
 _BOOL = {"true": True, "1": True, "false": False, "0": False}
 
 
