@@ -85,6 +85,12 @@ class Actor(abc.ABC):
         await getattr(self, action.replace("-", "_"))(**params)
 
     @classmethod
+    def param_problems(cls, action: str, params: dict[str, Any]) -> list[str]:
+        """Checks of a step's parameters beyond their JSON schema, run by ``interop validate``
+        (e.g. that a pattern parses). Placeholders are still unresolved here."""
+        return []
+
+    @classmethod
     def redact(cls, text: str, secrets: list[str]) -> str:
         """Remove credentials from text this protocol produced (server log slices pass here too).
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.actors import Account, Actor, ActorContext, actor_kinds
-from harness.scenario.loader import PLACEHOLDER
+from harness.scenario.loader import COMMON_STEP_KEYS, PLACEHOLDER
 from harness.scenario.model import Scenario, Step
 from harness.targets.running import RunningTarget
 from harness.trace.capture import PacketCapture
@@ -96,10 +96,12 @@ def _missing_features(scenario: Scenario, targets: dict[str, RunningTarget]) -> 
     return None
 
 
-async def _expect_any(actors: dict[str, Actor], alternatives: list[dict[str, Any]]) -> None:
+async def _expect_any(actors: dict[str, Actor], params: dict[str, Any]) -> None:
     """Pass when any alternative's expectation holds (e.g. either actor sees a conflict)."""
+    shared = {"within": params["within"]} if "within" in params else {}
     tasks = [asyncio.create_task(actors[alt["actor"]].perform(
-        "expect", {k: v for k, v in alt.items() if k != "actor"})) for alt in alternatives]
+        "expect", {**shared, **{k: v for k, v in alt.items() if k not in COMMON_STEP_KEYS}}))
+        for alt in params["alternatives"]]
     reasons = []
     try:
         for next_done in asyncio.as_completed(tasks):
@@ -117,7 +119,7 @@ async def _expect_any(actors: dict[str, Actor], alternatives: list[dict[str, Any
 
 async def _perform(step: Step, actors: dict[str, Actor], params: dict[str, Any]) -> None:
     if step.action == "expect-any":
-        await _expect_any(actors, params["alternatives"])
+        await _expect_any(actors, params)
     else:
         await actors[step.actor].perform(step.action, params)
 

@@ -38,7 +38,7 @@ __all__ = [
     "write_reports",
 ]
 
-REASON_MAX = 80
+REASON_MAX = 140
 NOT_RUN = "-"
 CATEGORY_ORDER: tuple[str, ...] = ("authentication", "authorization", "federation", "robustness")
 PAIR_CORNER = "origin \\ receiver"

@@ -25,7 +25,7 @@ PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 ACTOR_ATTRIBUTES = ("jid", "user", "password", "domain", "full_jid")
 ROLE_ATTRIBUTES = ("domain", "address", "name")
 FREE_PLACEHOLDERS = ("random", "item")
-_COMMON_STEP_KEYS = ("actor", "note", "unsupported_on_fail")
+COMMON_STEP_KEYS = ("actor", "note", "unsupported_on_fail")
 
 
 @dataclass(frozen=True)
@@ -159,8 +159,8 @@ def load_scenario(path: Path) -> Scenario:
         for at, check in checks:
             problems.extend(_check_step(index, "expect" if action == "expect-any" else action, check, at,
                                         actors, data["actors"], roles, kinds, lines))
-        common = {k: params.get(k) for k in _COMMON_STEP_KEYS}
-        own = {k: v for k, v in params.items() if k not in _COMMON_STEP_KEYS}
+        common = {k: params.get(k) for k in COMMON_STEP_KEYS}
+        own = {k: v for k, v in params.items() if k not in COMMON_STEP_KEYS}
         steps.append(Step(action, common["actor"] or "", own, line, common["unsupported_on_fail"]))
     if problems:
         raise ScenarioError(path, problems)
@@ -188,11 +188,12 @@ def _check_step(index: int, action: str, params: dict[str, Any], at: tuple[Any, 
     if action not in cls.actions:
         return [Problem(line, f"step {index + 1}: actor kind {actor.kind} cannot {action}; "
                               f"it can: {', '.join(cls.actions)}")]
-    own = {k: v for k, v in params.items() if k not in _COMMON_STEP_KEYS}
+    own = {k: v for k, v in params.items() if k not in COMMON_STEP_KEYS}
     problems = [
         Problem(_line_of(lines, at + tuple(e.absolute_path)), f"step {index + 1} ({action}): {_hint(e)}")
         for e in jsonschema.Draft202012Validator(cls.actions[action]).iter_errors(own)
     ]
+    problems += [Problem(line, f"step {index + 1} ({action}): {p}") for p in cls.param_problems(action, own)]
     for ref in _placeholders(own):
         problem = _check_placeholder(ref, declared.keys(), roles)
         if problem:

@@ -19,8 +19,7 @@ class Step:
     unsupported_on_fail: str | None = None
 
     def describe(self, index: int) -> str:
-        who = f" {self.actor}" if self.actor else ""
-        return f"step {index + 1} ({self.action}{who}, line {self.line})"
+        return f"step {index + 1} (line {self.line})"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import pytest
 from harness.actors import Account, ActorContext, TargetView, actor_kinds
 from harness.protocols.xmpp.client import ClientXmppActor
 from harness.verdict import Failed, HarnessError, TargetError, Unsupported
-from tests.unit.xmpp_double import DoubleConfig, Pki, XmppDouble, make_pki
+from tests.doubles.xmpp_server import DoubleConfig, Pki, XmppDouble, make_pki
 
 DOMAIN = "double.test"
 PASSWORD = "s3cret-Pa55"

@@ -19,7 +19,7 @@ from harness.protocols.xmpp.parser import StreamParser
 from harness.protocols.xmpp.raw import RawXmppActor
 from harness.protocols.xmpp.sasl import Scram
 from harness.verdict import Failed, HarnessError, Unsupported
-from tests.unit.xmpp_double import DoubleConfig, Pki, XmppDouble, make_pki
+from tests.doubles.xmpp_server import DoubleConfig, Pki, XmppDouble, make_pki
 
 DOMAIN = "double.test"
 PASSWORD = "s3cret-Pa55"

@@ -85,8 +85,12 @@ def short_tag(tag: str) -> str:
 
 
 def summarize(el: ET.Element, limit: int = 120) -> str:
-    """One short line for an element: tag, the attributes that identify it, first child, text."""
-    parts = [short_tag(el.tag)]
+    """One short line for an element: tag, the attributes that identify it, first child, text.
+
+    Namespaces other than the stream prefixes are dropped: in a verdict reason the element
+    names say enough, and the full evidence is in the stream log."""
+    tag = short_tag(el.tag)
+    parts = [tag.rsplit("}", 1)[-1] if tag.startswith("{") else tag]
     for key in ("type", "id", "what", "mechanism", "from", "to"):
         if key in el.attrib:
             parts.append(f"{key}={el.attrib[key]!r}")

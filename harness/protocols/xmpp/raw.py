@@ -112,6 +112,8 @@ class RawXmppActor(XmppActor):
                 "require_tls": {"type": "boolean", "default": True},
                 "expect_tls_failure": {"type": "boolean", "default": False},
                 "expect_stream_error": {"type": "boolean", "default": False},
+                "verify": {"enum": ["target", "required"], "default": "target",
+                           "description": "required: a target whose certificate is not verified is an error"},
                 "within": WITHIN_SCHEMA,
             }
         ),
@@ -123,7 +125,8 @@ class RawXmppActor(XmppActor):
                 "authzid": {"type": "string"},
                 "payload": {"type": "string", "description": "text of <auth> sent as is ('=' is empty)"},
                 "expect": {"enum": ["success", "failure", "any"], "default": "success"},
-                "bind": {"type": "boolean", "default": True},
+                "bind": {"enum": [True, False, "any"], "default": True,
+                         "description": "any: send the bind request and leave its answer for an expect step"},
                 "resource": {"type": "string"},
                 "abort": {"type": "boolean", "default": False},
                 "channel_binding": {"enum": ["tls-server-end-point", "tls-unique", "tls-exporter"]},
@@ -362,8 +365,14 @@ class RawXmppActor(XmppActor):
         require_tls: bool = True,
         expect_tls_failure: bool = False,
         expect_stream_error: bool = False,
+        verify: str = "target",
         within: float | None = None,
     ) -> None:
+        if verify == "required" and tls != "none" and self.ctx.target.ca_file is None:
+            raise HarnessError(
+                f"cannot check the certificate: verification is off for target {self.ctx.target.name} "
+                "(its target file says verify: false)"
+            )
         if self._writer is not None:
             if not self._conn_lost:
                 raise HarnessError(f"actor {self.ctx.name} is already connected; disconnect first")
@@ -463,7 +472,7 @@ class RawXmppActor(XmppActor):
         authzid: str | None = None,
         payload: str | None = None,
         expect: str = "success",
-        bind: bool = True,
+        bind: bool | str = True,
         resource: str | None = None,
         abort: bool = False,
         channel_binding: str | None = None,
@@ -596,7 +605,7 @@ class RawXmppActor(XmppActor):
                 raise Failed(f"server accepted {mechanism} authentication {what}".strip())
             self.authenticated = True
             if bind:
-                await self._bind(resource, deadline)
+                await self._bind(resource, deadline, answer_left_for_expect=bind == "any")
             return
         if outcome == "challenge":
             if expect == "success":
@@ -612,7 +621,7 @@ class RawXmppActor(XmppActor):
                 raise Failed(f"authentication failed: {condition(final)}")
             raise Failed(f"server ended the stream during SASL {mechanism}: {self._closed_summary()}")
 
-    async def _bind(self, resource: str | None, deadline: float) -> None:
+    async def _bind(self, resource: str | None, deadline: float, answer_left_for_expect: bool = False) -> None:
         await self._open_stream(self._to, deadline)
         assert self.features is not None
         if self.features.find(f"{{{NS_BIND}}}bind") is None:
@@ -623,6 +632,8 @@ class RawXmppActor(XmppActor):
         await self._send_text(
             f"<iq type='set' id='{bind_id}'><bind xmlns='{NS_BIND}'>{inner}</bind></iq>", deadline
         )
+        if answer_left_for_expect:
+            return
         reply = await self._wait_iq(bind_id, deadline)
         if reply.get("type") != "result":
             raise Failed(f"resource binding failed: {condition(reply)}")
