@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plugin import PROJECT_ROOT
+from harness.plugin import PROJECT_ROOT, new_run_id
 from harness.report.matrix import render_matrix, write_reports
 from harness.results import ResultsError, exit_code, read_results
 from harness.scenario.loader import load_all, scenario_files
@@ -81,49 +81,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     except CatalogueError as exc:
         print(f"interop: {exc}", file=sys.stderr)
         return USAGE_ERROR
-    out = (args.out or PROJECT_ROOT / "reports" / "latest-unused").resolve()
     pytest_args = [str(SCENARIOS), "-p", "no:cacheprovider", "--rootdir", str(PROJECT_ROOT),
                    "--targets", args.targets, "--driver", args.driver]
     for option, values in (("--category", args.category), ("--scenario", args.scenario),
                            ("--knob", args.knob), ("--target-file", args.target_file)):
         for value in values:
             pytest_args += [option, str(value)]
-    if args.out:
-        pytest_args += ["--out", str(out)]
+    run_id = new_run_id()
+    out = (args.out or PROJECT_ROOT / "reports" / run_id).resolve()
+    pytest_args += ["--out", str(out), "--run-id", run_id,
+                    "--junitxml", str(out / "junit.xml"), "--alluredir", str(out / "allure-results")]
+    if args.baselines:
+        pytest_args += ["--baselines", str(args.baselines.resolve())]
     pytest_args += ["-o", "junit_family=xunit2", "-q", *args.pytest_args]
-    code = _run_pytest(pytest_args, args.out)
-    return code
+    return _run_pytest(pytest_args, out)
 
 
-def _run_pytest(pytest_args: list[str], out: Path | None) -> int:
-    """Run pytest in-process; the run directory is only known once the plugin made it."""
-    from harness import plugin
-
-    class Capture:
-        run_dir: Path | None = None
-
-        @staticmethod
-        def pytest_sessionfinish(session: pytest.Session) -> None:
-            state = session.config.stash.get(plugin._STATE, None)
-            Capture.run_dir = state.run_dir if state else None
-
-        @staticmethod
-        def pytest_configure(config: pytest.Config) -> None:
-            # Reports that pytest writes go into the run directory as well.
-            run_dir = plugin._state(config).run_dir
-            run_dir.mkdir(parents=True, exist_ok=True)
-            config.option.xmlpath = str(run_dir / "junit.xml")
-            config.option.allure_report_dir = str(run_dir / "allure-results")
-
-    code = pytest.main(pytest_args, plugins=[Capture()])
-    if code == pytest.ExitCode.USAGE_ERROR or code == pytest.ExitCode.INTERRUPTED:
-        return USAGE_ERROR if code == pytest.ExitCode.USAGE_ERROR else 1
-    if Capture.run_dir is None or not (Capture.run_dir / "results.json").exists():
+def _run_pytest(pytest_args: list[str], out: Path) -> int:
+    """Run pytest in-process, then judge the run from the results it recorded."""
+    code = pytest.main(pytest_args)
+    if code == pytest.ExitCode.USAGE_ERROR:
+        return USAGE_ERROR
+    if code == pytest.ExitCode.INTERRUPTED:
+        return 1
+    if not (out / "results.json").exists():
         print("interop: the run executed no item (nothing selected?)", file=sys.stderr)
         return 1
-    run = read_results(Capture.run_dir / "results.json")
+    run = read_results(out / "results.json")
     code = exit_code(run)
-    print(f"interop: {len(run.items)} items; reports in {Capture.run_dir}; exit {code}")
+    print(f"interop: {len(run.items)} items; reports in {out}; exit {code}")
     return code
 
 
@@ -138,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--knob", action="append", default=[], help="[TARGET:]NAME=VALUE")
     run.add_argument("--target-file", action="append", default=[], type=Path)
     run.add_argument("--out", type=Path, default=None, help="run directory (default reports/<run-id>)")
+    run.add_argument("--baselines", type=Path, default=None,
+                     help="folder of <product>.yaml known-failure files (default fixtures/baselines)")
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments (e.g. -x, -k)")
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="list scenarios and targets")

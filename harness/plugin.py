@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import platform
+import secrets
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -41,13 +42,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--knob", action="append", default=[], help="[TARGET:]NAME=VALUE (repeatable)")
     group.addoption("--target-file", action="append", default=[], type=Path, help="an external target")
     group.addoption("--out", type=Path, default=None, help="run directory (default reports/<run-id>)")
+    group.addoption("--run-id", default=None, help="the run's id (default: UTC time and a random suffix)")
     group.addoption("--catalogue", type=Path, default=PROJECT_ROOT / "fixtures" / "targets")
     group.addoption("--baselines", type=Path, default=PROJECT_ROOT / "fixtures" / "baselines")
 
 
-def _new_run_id() -> str:
-    import secrets
-
+def new_run_id() -> str:
     return utc_timestamp().replace(":", "").replace("-", "")[:15] + "-" + secrets.token_hex(2)
 
 
@@ -56,7 +56,7 @@ class RunState:
 
     def __init__(self, config: pytest.Config) -> None:
         opt = config.option
-        self.run_id = _new_run_id()
+        self.run_id = opt.run_id or new_run_id()
         self.run_dir: Path = (opt.out or PROJECT_ROOT / "reports" / self.run_id).resolve()
         selection = Selection(
             targets=[t for t in opt.targets.split(",") if t], driver=opt.driver, knobs=list(opt.knob),

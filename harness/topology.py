@@ -8,11 +8,11 @@ run ends; a target that failed to start fails every item that needs it with the 
 from __future__ import annotations
 
 import atexit
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import interrupts
 from harness.actors import Account
 from harness.environment.run_env import RunEnvironment, create_environment
 from harness.targets.external import ExternalTarget, load_target_file
@@ -111,12 +111,8 @@ class Topology:
                 self._addresses[name] = self._env.target_address()
                 self._env.add_name(f"{name}.test", self._addresses[name], spec.ports)
             atexit.register(self.close)
-            signal.signal(signal.SIGTERM, self._on_sigterm)
+            interrupts.install()
         return self._env
-
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        self.close()
-        raise SystemExit(128 + signum)
 
     def get(self, name: str) -> RunningTarget:
         """The running target ``name``, started now if this is its first use."""

@@ -70,8 +70,12 @@ class RunEnvironment:
 
 def create_environment(run_dir: Path) -> RunEnvironment:
     chosen = os.environ.get(WORKDIR_ENV)
-    work_dir = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="interop-"))
+    work_dir = Path(chosen).resolve() if chosen else Path(tempfile.mkdtemp(prefix="interop-"))
     work_dir.mkdir(parents=True, exist_ok=True)
+    closed = [p for p in work_dir.parents if not p.stat().st_mode & 0o001]
+    if closed:
+        raise HarnessError(f"{WORKDIR_ENV}={work_dir}: {closed[0]} is not searchable by other users, "
+                           "so the servers' users could not reach their directories; choose another place")
     work_dir.chmod(0o755)  # the servers' users must reach their directories inside
     env_dir = work_dir / "environment"
     env_dir.mkdir()

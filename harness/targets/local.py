@@ -20,6 +20,7 @@ from typing import Any
 
 import jinja2
 
+from harness import interrupts
 from harness.actors import Account
 from harness.environment.run_env import RunEnvironment
 from harness.targets.config_edit import apply_edits, file_format
@@ -140,13 +141,19 @@ class LocalTarget(RunningTarget):
 
     def _run_command(self, argv: list[str], what: str, timeout: float = 60) -> str:
         """Run a one-off command (setup, readiness, accounts) in its own process group."""
-        popen = subprocess.Popen(self._wrap(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 cwd=self.run_dir, start_new_session=True)
+        popen: subprocess.Popen[str] | None = None
         try:
+            with interrupts.shielded():
+                popen = subprocess.Popen(self._wrap(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True, cwd=self.run_dir, start_new_session=True)
             stdout, stderr = popen.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             _end_group(popen, grace=0)
             raise TargetError(f"{self.name}: {what} did not finish within {timeout:.0f} s") from exc
+        except BaseException:  # interrupted: the command must not outlive the run
+            if popen is not None:
+                _end_group(popen, grace=0)
+            raise
         if popen.returncode != 0:
             tail = (stderr or stdout).strip().splitlines()[-3:]
             raise TargetError(f"{self.name}: {what} exited {popen.returncode}: {' | '.join(tail)}")
@@ -157,11 +164,10 @@ class LocalTarget(RunningTarget):
         argv = [str(a) for a in self._render(proc["argv"])]
         env = dict(os.environ)
         env.update({str(k): str(v) for k, v in self._render(proc.get("env") or {}).items()})
-        out = (self.run_dir / "logs" / f"{name}.out").open("ab")
-        popen = subprocess.Popen(self._wrap(argv), stdout=out, stderr=subprocess.STDOUT, cwd=self.run_dir,
-                                 env=env, start_new_session=True)
-        out.close()
-        self._procs.append((name, popen))
+        with (self.run_dir / "logs" / f"{name}.out").open("ab") as out, interrupts.shielded():
+            popen = subprocess.Popen(self._wrap(argv), stdout=out, stderr=subprocess.STDOUT, cwd=self.run_dir,
+                                     env=env, start_new_session=True)
+            self._procs.append((name, popen))
 
     def _check_alive(self, what: str) -> None:
         for name, popen in self._procs:

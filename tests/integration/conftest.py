@@ -8,8 +8,11 @@ passwords never reached the reports.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +36,6 @@ class InteropRun:
 
 def interop(args: list[str], out: Path, work: Path, timeout: float = 1800) -> InteropRun:
     """Run ``interop run`` in a child process with its own run and work directories."""
-    work.mkdir(parents=True, exist_ok=True)
-    work.chmod(0o755)
     env = dict(os.environ, INTEROP_WORKDIR=str(work))
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--out", str(out), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -43,13 +44,25 @@ def interop(args: list[str], out: Path, work: Path, timeout: float = 1800) -> In
                       read_results(results) if results.exists() else None)
 
 
+@pytest.fixture
+def work_dir() -> Iterator[Path]:
+    """A server work directory the servers' users can reach (pytest's own tmp dirs are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="interop-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def auth_run(tmp_path_factory: pytest.TempPathFactory) -> InteropRun:
+def auth_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropRun]:
     base = tmp_path_factory.mktemp("auth-matrix")
+    work = Path(tempfile.mkdtemp(prefix="interop-test-"))
+    work.chmod(0o755)
     result = interop(["--category", "authentication", "--targets", ",".join(LOCAL_TARGETS)],
-                     base / "out", base / "work")
+                     base / "out", work)
     assert result.run is not None, f"no results.json; interop printed:\n{result.stdout[-4000:]}"
-    return result
+    yield result
+    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

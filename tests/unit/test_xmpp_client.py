@@ -305,7 +305,8 @@ def test_starttls_not_offered_and_plaintext(pki: Pki, tmp_path: Path) -> None:
         with pytest.raises(HarnessError, match="slixmpp would not use PLAIN here"):
             await actor.authenticate(mechanism="PLAIN")
 
-    run_with(pki, tmp_path, plaintext)
+    # a server that offers PLAIN before TLS (the correct double offers no SASL before TLS)
+    run_with(pki, tmp_path, plaintext, DoubleConfig(flaws={"plain-before-tls"}))
 
 
 def test_connection_refused_is_a_target_error(pki: Pki, tmp_path: Path) -> None:

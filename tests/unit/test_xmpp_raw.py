@@ -212,14 +212,24 @@ def test_connect_without_starttls_offered(pki: Pki, tmp_path: Path) -> None:
 def test_plaintext_features(pki: Pki, tmp_path: Path) -> None:
     async def body(actor: RawXmppActor, server: XmppDouble) -> None:
         await actor.connect(tls="none")
+        # TLS required: nothing but STARTTLS before TLS (RFC 6120 5.3.1)
         await actor.expect(
             "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
-            f"<mechanisms xmlns='{SASL}'><mechanism m:absent='true'>SCRAM-SHA-1-PLUS</mechanism></mechanisms>"
-            "</stream:features>"
+            f"<mechanisms xmlns='{SASL}' m:absent='true'/></stream:features>"
         )
         await actor.expect("<stream:stream from='double.test' version='1.0' id='*'/>")
 
     run_with(pki, tmp_path, body)
+
+    async def optional(actor: RawXmppActor, server: XmppDouble) -> None:
+        await actor.connect(tls="none")
+        await actor.expect(
+            "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required m:absent='true'/>"
+            f"</starttls><mechanisms xmlns='{SASL}'><mechanism m:absent='true'>SCRAM-SHA-1-PLUS</mechanism>"
+            "</mechanisms></stream:features>"
+        )
+
+    run_with(pki, tmp_path, optional, DoubleConfig(flaws={"tls-optional"}))
 
 
 def test_certificate_not_trusted(pki: Pki, tmp_path: Path) -> None:

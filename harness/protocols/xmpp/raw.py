@@ -85,7 +85,7 @@ from harness.protocols.xmpp.tls import (
     parse_version,
     session_info,
 )
-from harness.verdict import Failed, HarnessError, TargetError, Unsupported
+from harness.verdict import Failed, HarnessError, StepOutcome, TargetError, Unsupported
 
 __all__ = ["RawXmppActor", "Scram", "StreamParser"]
 
@@ -602,7 +602,8 @@ class RawXmppActor(XmppActor):
         if outcome == "success":
             if expect == "failure":
                 what = "after <abort/>" if aborted else ("the payload given" if payload is not None else "")
-                raise Failed(f"server accepted {mechanism} authentication {what}".strip())
+                raise Failed(f"server accepted {mechanism} authentication {what}".strip()
+                             + await self._identity_evidence(resource, deadline, bind))
             self.authenticated = True
             if bind:
                 await self._bind(resource, deadline, answer_left_for_expect=bind == "any")
@@ -620,6 +621,17 @@ class RawXmppActor(XmppActor):
                 assert final is not None
                 raise Failed(f"authentication failed: {condition(final)}")
             raise Failed(f"server ended the stream during SASL {mechanism}: {self._closed_summary()}")
+
+    async def _identity_evidence(self, resource: str | None, deadline: float, bind: bool | str) -> str:
+        """After an authentication that should have failed: whom the server made us (best effort)."""
+        if not bind:
+            return ""
+        self.authenticated = True
+        try:
+            await self._bind(resource, deadline)
+        except StepOutcome as exc:
+            return f"; binding afterwards: {exc.reason}"
+        return f"; the session was bound as {self.full_jid}"
 
     async def _bind(self, resource: str | None, deadline: float, answer_left_for_expect: bool = False) -> None:
         await self._open_stream(self._to, deadline)

@@ -1,0 +1,393 @@
+"""Every scenario can fail: for each one, a known-bad server makes it ``fail``.
+
+For every scenario file under ``scenarios/``:
+
+* against the correct double (:mod:`tests.doubles.xmpp_server`) the verdict is ``pass``;
+* against the double with each flaw listed for it in :data:`PROOFS` the verdict is ``fail``,
+  and the reason starts with the step that checks the broken rule (found in the scenario by
+  action, actor and a piece of its parameters, so renumbered steps do not break the proofs).
+
+A scenario without an entry in :data:`PROOFS` fails the suite ("no proof for scenario X").
+Every flaw of the double is either used by a proof, or listed in :data:`GAPS` (no scenario
+catches it yet) or :data:`NOT_YET_FAILING` (a scenario should catch it but reports ``error``).
+
+Deadlines. A flaw that makes the server *not* send what a step expects can only be noticed when
+the step's deadline passes; the proofs shorten the engine's per-step deadline
+(``harness.engine.STEP_TIMEOUT_S``) to :data:`STEP_TIMEOUT_S`, since the double answers on
+loopback within milliseconds. A scenario's own ``within`` is left alone: the proofs that wait
+for one (``long=True``, 10 s and 45 s) run in background threads from the start of the module,
+concurrently with the others, and their tests collect the results.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import harness.engine as engine
+from harness.engine import ItemRun, run_item
+from harness.plugin import PROJECT_ROOT
+from harness.results import read_results
+from harness.scenario.loader import load_all, scenario_files
+from harness.scenario.model import Scenario, Step
+from harness.verdict import Outcome
+from tests.doubles.target import DOMAIN, DoubleServices, running_double
+from tests.doubles.xmpp_server import FLAWS, Pki, pki_from_ca
+
+STEP_TIMEOUT_S = 2.0
+SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
+
+
+@dataclass(frozen=True)
+class Proof:
+    """A flaw (or several) of the double under which a scenario must fail.
+
+    ``step``: the step that must catch it, as ``"ACTION [ACTOR][: TEXT]"``; TEXT is a piece of
+    the step's parameters (e.g. its match pattern), needed when several steps fit.
+    ``says``: a piece of the fail reason (what the step noticed).
+    ``long``: the failure waits out a ``within`` of the scenario itself (run in the background).
+    """
+
+    flaws: tuple[str, ...]
+    step: str
+    says: str
+    long: bool = False
+
+    def __init__(self, flaws: str | tuple[str, ...], step: str, says: str, long: bool = False) -> None:
+        object.__setattr__(self, "flaws", (flaws,) if isinstance(flaws, str) else tuple(flaws))
+        object.__setattr__(self, "step", step)
+        object.__setattr__(self, "says", says)
+        object.__setattr__(self, "long", long)
+
+
+# scenario id -> the flawed doubles it must fail against (the first is the scenario's main proof)
+PROOFS: dict[str, list[Proof]] = {
+    "auth.bind.resource-conflict": [
+        Proof("duplicate-resources", "expect-any", "no alternative held", long=True),
+        Proof("conflict-drop-first-silently", "expect-any", "connection closed", long=True),
+    ],
+    "auth.bind.server-generated-resource": [
+        Proof("no-server-resource", "authenticate alice", "bad-request"),
+    ],
+    "auth.register.policy": [
+        Proof("register-not-allowed", "expect newcomer: jabber:iq:register", "id='reg1'"),
+        Proof("register-silent", "expect newcomer: jabber:iq:register", "nothing like it received"),
+    ],
+    "auth.sasl.abort": [
+        Proof("wrong-condition-abort", "expect alice: <aborted/>", "not-authorized"),
+    ],
+    "auth.sasl.external-client-cert": [
+        Proof("external-no-cert-request", "authenticate alice", "not-authorized"),
+    ],
+    "auth.sasl.incorrect-encoding": [
+        Proof("wrong-condition-incorrect-encoding", "expect alice: <incorrect-encoding/>", "malformed-request"),
+    ],
+    "auth.sasl.invalid-authzid": [
+        Proof("accept-any-authzid", "authenticate alice", f"bob@{DOMAIN}"),
+    ],
+    "auth.sasl.invalid-mechanism": [
+        Proof("wrong-condition-invalid-mechanism", "expect alice: <invalid-mechanism/>", "not-authorized"),
+    ],
+    "auth.sasl.malformed-request": [
+        Proof("wrong-condition-malformed-request", "expect alice: <malformed-request/>", "not-authorized"),
+    ],
+    "auth.sasl.no-plain-without-tls": [
+        Proof("plain-before-tls", "expect alice: m:absent", "mechanisms"),
+    ],
+    "auth.sasl.plain-over-tls": [
+        Proof("plain-rejects-right-password", "authenticate alice", "not-authorized"),
+    ],
+    "auth.sasl.retry-limit": [
+        Proof("retry-limit-without-stream-error", "expect alice: <stream:error/>", "connection closed"),
+        Proof("unlimited-retries", "expect alice: <stream:error/>", "within 45s", long=True),
+    ],
+    "auth.sasl.saslprep": [
+        Proof("no-saslprep", "authenticate carol", "not-authorized"),
+    ],
+    "auth.sasl.scram-sha-1": [
+        Proof("scram-bad-server-signature", "authenticate alice", "server signature does not verify"),
+        Proof("no-scram-sha-1", "expect alice: SCRAM-SHA-1", "SCRAM-SHA-1"),
+    ],
+    "auth.sasl.scram-sha-1-plus": [
+        Proof("scram-plus-wrong-channel-binding", "authenticate alice", "not-authorized"),
+        Proof("no-scram-sha-1-plus", "expect alice: SCRAM-SHA-1-PLUS", "SCRAM-SHA-1-PLUS"),
+    ],
+    "auth.sasl.scram-sha-256": [
+        Proof("scram-sha-256-wrong-keys", "authenticate alice", "not-authorized"),
+    ],
+    "auth.sasl.unknown-user": [
+        Proof("reveal-unknown-user", "expect stranger: <not-authorized/>", "account-disabled"),
+    ],
+    "auth.sasl.wrong-password": [
+        Proof("accept-any-password", "authenticate alice", "server accepted PLAIN"),
+    ],
+    "auth.stream.stanza-before-auth": [
+        Proof("process-stanza-before-auth", "expect-nothing bob", "before-auth-"),
+        Proof("ignore-stanza-before-auth", "expect intruder: not-authorized", "not-authorized"),
+    ],
+    "auth.tls.certificate-matches-domain": [
+        Proof("wrong-cert-name", "connect alice", "certificate verification failed"),
+    ],
+    "auth.tls.direct-tls": [
+        Proof("direct-tls-wrong-cert", "connect alice", "certificate verification failed"),
+        Proof("direct-tls-plaintext", "connect alice", "TLS handshake failed"),
+        Proof("starttls-inside-direct-tls", "expect alice: starttls", "starttls"),
+    ],
+    "auth.tls.legacy-protocols-refused": [
+        Proof("accept-tls1.0", "connect tls10", "server accepted TLS TLSv1"),
+        Proof("accept-tls1.1", "connect tls11", "server accepted TLS TLSv1.1"),
+    ],
+    "auth.tls.starttls-offered": [
+        Proof("no-starttls", "expect cleartext: starttls", "starttls"),
+    ],
+    "auth.tls.starttls-required": [
+        Proof("tls-optional", "authenticate scram", "server accepted SCRAM-SHA-1"),
+    ],
+    "auth.tls.stream-restart-after-tls": [
+        Proof("starttls-offered-after-tls", "expect alice: m:absent", "starttls"),
+        Proof("no-stream-id-after-tls", "expect alice: stream:stream", "id"),
+    ],
+}
+
+# Flaws no scenario catches yet (a scenario for them would be welcome).
+GAPS: dict[str, str] = {
+    "plus-ignores-binding": "auth.sasl.scram-sha-1-plus only checks that a correct -PLUS exchange "
+    "succeeds; no scenario sends wrong channel binding data (e.g. another certificate's hash) and "
+    "expects a failure, so a server that does not check c= passes",
+    "external-without-cert": "no scenario tries EXTERNAL (with an authzid) without a client "
+    "certificate and expects a failure",
+}
+
+# Flaws a scenario should catch as `fail`, but that the harness currently reports as `error`
+# (tested below with strict xfail: once they fail, move them into PROOFS).
+NOT_YET_FAILING: dict[str, tuple[str, str]] = {
+    "ignore-abort": (
+        "auth.sasl.abort",
+        "the raw actor's authenticate step turns a missing answer to <abort/> into 'target did "
+        "not answer SASL in time' (error), though the scenario's can_fail lists 'ignores <abort/> "
+        "(no answer)' as a failure",
+    ),
+    "no-restart-after-tls": (
+        "auth.tls.stream-restart-after-tls",
+        "the raw actor's connect step turns a missing stream header after TLS into 'target sent no "
+        "stream header in time' (error), though the scenario's can_fail lists 'sends no new stream "
+        "header and features after the TLS handshake' as a failure",
+    ),
+}
+
+
+# -- the scenarios -------------------------------------------------------------------------------
+
+_SCENARIOS, _LOAD_ERRORS = load_all(scenario_files(SCENARIOS_DIR))
+SCENARIOS: dict[str, Scenario] = {s.id: s for s in _SCENARIOS}
+
+
+@dataclass(frozen=True)
+class Case:
+    scenario_id: str
+    proof: Proof | None  # None: the scenario has no proof (a failing test says so)
+
+    @property
+    def id(self) -> str:
+        return f"{self.scenario_id}[{'+'.join(self.proof.flaws) if self.proof else 'NO PROOF'}]"
+
+
+def _cases() -> list[Case]:
+    cases = []
+    for scenario_id in sorted(SCENARIOS):
+        proofs = PROOFS.get(scenario_id) or [None]
+        cases += [Case(scenario_id, proof) for proof in proofs]
+    return cases
+
+
+CASES = _cases()
+
+
+def find_step(scenario: Scenario, selector: str) -> tuple[int, Step]:
+    """The one step ``selector`` ("ACTION [ACTOR][: TEXT]") names in ``scenario``."""
+    head, _, text = selector.partition(":")
+    action, _, actor = head.strip().partition(" ")
+    fits = [
+        (index, step)
+        for index, step in enumerate(scenario.steps)
+        if step.action == action and (not actor or step.actor == actor.strip()) and text.strip() in repr(step.params)
+    ]
+    if len(fits) != 1:
+        where = ", ".join(step.describe(i) for i, step in fits) or "none"
+        pytest.fail(f"PROOFS of {scenario.id}: step selector {selector!r} fits {len(fits)} steps ({where}); "
+                    "it must name exactly one: update the selector to the scenario")
+    return fits[0]
+
+
+# -- running items against doubles -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return pki_from_ca(tmp_path_factory.mktemp("double-pki"), DOMAIN)
+
+
+@pytest.fixture(scope="module")
+def services(pki: Pki) -> DoubleServices:
+    return DoubleServices(pki)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def short_step_deadline() -> Iterator[None]:
+    """See the module documentation (Deadlines)."""
+    saved = engine.STEP_TIMEOUT_S
+    engine.STEP_TIMEOUT_S = STEP_TIMEOUT_S
+    yield
+    engine.STEP_TIMEOUT_S = saved
+
+
+def run_against(scenario: Scenario, pki: Pki, services: DoubleServices, flaws: tuple[str, ...],
+                workdir: Path, **config: Any) -> ItemRun:
+    """Run ``scenario`` with ``harness.engine.run_item`` against a fresh double with ``flaws``."""
+    if len(scenario.roles) != 1:
+        pytest.fail(f"{scenario.id} needs {len(scenario.roles)} targets; the proofs start one double per "
+                    "item so far: extend run_against to start one per role")
+    workdir.mkdir(parents=True, exist_ok=True)
+    with running_double(pki, flaws, log_file=workdir / "double.log", **config) as target:
+        return run_item(scenario, {role: target for role in scenario.roles}, workdir / "evidence", services)
+
+
+def explain(run: ItemRun, workdir: Path) -> str:
+    log = workdir / "double.log"
+    tail = "".join(log.read_text().splitlines(keepends=True)[-25:]) if log.exists() else "(no log)"
+    return (f"verdict {run.verdict.outcome.value}: {run.verdict.reason}\n"
+            f"evidence: {workdir / 'evidence'}\nthe double's log (tail):\n{tail}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def long_proofs(request: pytest.FixtureRequest, pki: Pki, services: DoubleServices,
+                tmp_path_factory: pytest.TempPathFactory, short_step_deadline: None) -> Iterator[dict[str, Future[ItemRun]]]:
+    """Start the selected ``long`` proofs at once, in the background (see the module doc)."""
+    selected = [
+        item.callspec.params["case"]
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module and hasattr(item, "callspec")
+        and isinstance(item.callspec.params.get("case"), Case)
+        and item.originalname == "test_fails_against_the_flawed_double"
+    ]
+    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="long-proof")
+    futures: dict[str, Future[ItemRun]] = {}
+    for case in selected:
+        if case.proof is not None and case.proof.long and case.scenario_id in SCENARIOS:
+            workdir = tmp_path_factory.mktemp("long-proof")
+            futures[case.id] = pool.submit(
+                run_against, SCENARIOS[case.scenario_id], pki, services, case.proof.flaws, workdir
+            )
+            futures[case.id].workdir = workdir  # type: ignore[attr-defined]
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- the proofs ----------------------------------------------------------------------------------
+
+
+def test_scenarios_load() -> None:
+    assert not _LOAD_ERRORS, "\n".join(str(e) for e in _LOAD_ERRORS)
+    assert SCENARIOS, f"no scenario found under {SCENARIOS_DIR}"
+
+
+@pytest.mark.parametrize("scenario_id", sorted(SCENARIOS))
+def test_passes_against_the_correct_double(scenario_id: str, pki: Pki, services: DoubleServices,
+                                           tmp_path: Path) -> None:
+    run = run_against(SCENARIOS[scenario_id], pki, services, (), tmp_path)
+    assert run.verdict.outcome is Outcome.PASS, explain(run, tmp_path)
+    assert run.actors_connected
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_fails_against_the_flawed_double(case: Case, pki: Pki, services: DoubleServices, tmp_path: Path,
+                                         long_proofs: dict[str, Future[ItemRun]]) -> None:
+    proof = case.proof
+    if proof is None:
+        pytest.fail(f"no proof for scenario {case.scenario_id}: add one to PROOFS in {__file__} (a flaw of "
+                    "tests/doubles/xmpp_server.py that makes it fail; add a flaw there if none fits)")
+    scenario = SCENARIOS[case.scenario_id]
+    index, step = find_step(scenario, proof.step)
+    if proof.long:
+        future = long_proofs[case.id]
+        run, workdir = future.result(), future.workdir  # type: ignore[attr-defined]
+    else:
+        workdir = tmp_path
+        run = run_against(scenario, pki, services, proof.flaws, workdir)
+    assert run.verdict.outcome is Outcome.FAIL, explain(run, workdir)
+    prefix = step.describe(index) + ":"
+    assert run.verdict.reason.startswith(prefix), f"expected the failure at {prefix}\n" + explain(run, workdir)
+    assert proof.says in run.verdict.reason, f"expected {proof.says!r} in the reason\n" + explain(run, workdir)
+
+
+def test_every_flaw_is_accounted_for() -> None:
+    """Each flaw of the double proves a scenario, or is a known gap, or a known error."""
+    used = {flaw for proofs in PROOFS.values() for proof in proofs for flaw in proof.flaws}
+    unknown = sorted((used | GAPS.keys() | NOT_YET_FAILING.keys()) - FLAWS.keys())
+    assert not unknown, f"not flaws of the double: {unknown}"
+    unaccounted = sorted(FLAWS.keys() - used - GAPS.keys() - NOT_YET_FAILING.keys())
+    assert not unaccounted, f"flaws neither in PROOFS, GAPS nor NOT_YET_FAILING: {unaccounted}"
+    stale = sorted(PROOFS.keys() - SCENARIOS.keys())
+    assert not stale, f"PROOFS for scenarios that do not exist (renamed?): {stale}"
+
+
+@pytest.mark.parametrize(("policy", "registration"), [("override", "closed"), ("rename", "open"),
+                                                      ("refuse", "closed")])
+def test_every_allowed_server_policy_passes(policy: str, registration: str, pki: Pki,
+                                            services: DoubleServices, tmp_path: Path) -> None:
+    """Where the rule leaves the server a choice, every allowed choice passes: the three
+    resource-conflict behaviours of RFC 6120 §7.7.2.2, and open or closed registration."""
+    for scenario_id, config in (("auth.bind.resource-conflict", {"conflict_policy": policy}),
+                                ("auth.register.policy", {"registration": registration})):
+        workdir = tmp_path / scenario_id
+        run = run_against(SCENARIOS[scenario_id], pki, services, (), workdir, **config)
+        assert run.verdict.outcome is Outcome.PASS, f"{scenario_id} {config}: " + explain(run, workdir)
+
+
+@pytest.mark.parametrize("flaw", sorted(NOT_YET_FAILING))
+@pytest.mark.xfail(strict=True, reason="reported as error, not fail (see NOT_YET_FAILING); when this "
+                   "passes, move the flaw into PROOFS")
+def test_not_yet_failing(flaw: str, pki: Pki, services: DoubleServices, tmp_path: Path) -> None:
+    scenario_id, _why = NOT_YET_FAILING[flaw]
+    run = run_against(SCENARIOS[scenario_id], pki, services, (flaw,), tmp_path)
+    assert run.verdict.outcome is Outcome.ERROR, explain(run, tmp_path)  # the state of affairs
+    assert run.verdict.outcome is Outcome.FAIL, explain(run, tmp_path)
+
+
+# -- the command line, through the external driver -----------------------------------------------
+
+
+def test_cli_exit_codes_against_the_double(pki: Pki, tmp_path: Path) -> None:
+    """``interop run --target-file`` against the double: exit 0 and ``pass`` when it is
+    correct, exit 1 and ``fail`` (a MUST) when it accepts any password."""
+    for flaws, code, outcome in (((), 0, "pass"), (("accept-any-password",), 1, "fail")):
+        name = "accept-any-password" if flaws else "correct"
+        with running_double(pki, flaws, accounts={"alice": "alice-Secret-1", "bob": "bob-Secret-2"},
+                            log_file=tmp_path / f"{name}.double.log") as target:
+            target_file = tmp_path / f"{name}.target.yaml"
+            target_file.write_text(yaml.safe_dump({
+                "name": f"double-{name}", "product": "xmpp-double", "version": "test",
+                "domain": target.domain, "host": target.address, "ports": dict(target.ports),
+                "ca_file": str(pki.ca_file),
+                "accounts": [{"user": "alice", "password": "alice-Secret-1"},
+                             {"user": "bob", "password": "bob-Secret-2"}],
+            }))
+            out = tmp_path / f"run-{name}"
+            done = subprocess.run(
+                [sys.executable, "-m", "harness.cli", "run", "--target-file", str(target_file),
+                 "--scenario", "auth.sasl.wrong-password", "--out", str(out)],
+                cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+            )
+        transcript = f"exit {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+        assert done.returncode == code, transcript
+        run = read_results(out / "results.json")
+        assert [(i.scenario_id, i.outcome) for i in run.items] == [("auth.sasl.wrong-password", outcome)], transcript
+        assert [(t["name"], t["driver"]) for t in run.targets] == [(f"double-{name}", "external")], transcript
