@@ -19,7 +19,7 @@ class Baselines:
         self.known = known  # product -> scenario id -> why it is known to fail
 
     @classmethod
-    def load(cls, directory: Path) -> "Baselines":
+    def load(cls, directory: Path) -> Baselines:
         known: dict[str, dict[str, str]] = {}
         for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
             data = yaml.safe_load(path.read_text()) or {}

@@ -76,21 +76,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     if scenarios is None:
         return USAGE_ERROR
     try:  # configuration errors are usage errors: report them before any server starts
-        Topology(Selection(targets=[t for t in args.targets.split(",") if t], driver=args.driver,
-                           knobs=args.knob, target_files=args.target_file), CATALOGUE, Path("/nonexistent"))
+        Topology(
+            Selection(
+                targets=[t for t in args.targets.split(",") if t],
+                driver=args.driver,
+                knobs=args.knob,
+                target_files=args.target_file,
+            ),
+            CATALOGUE,
+            Path("/nonexistent"),
+        )
     except CatalogueError as exc:
         print(f"interop: {exc}", file=sys.stderr)
         return USAGE_ERROR
-    pytest_args = [str(SCENARIOS), "-p", "no:cacheprovider", "--rootdir", str(PROJECT_ROOT),
-                   "--targets", args.targets, "--driver", args.driver]
-    for option, values in (("--category", args.category), ("--scenario", args.scenario),
-                           ("--knob", args.knob), ("--target-file", args.target_file)):
+    pytest_args = [
+        str(SCENARIOS),
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(PROJECT_ROOT),
+        "--targets",
+        args.targets,
+        "--driver",
+        args.driver,
+    ]
+    for option, values in (
+        ("--category", args.category),
+        ("--scenario", args.scenario),
+        ("--knob", args.knob),
+        ("--target-file", args.target_file),
+    ):
         for value in values:
             pytest_args += [option, str(value)]
     run_id = new_run_id()
     out = (args.out or PROJECT_ROOT / "reports" / run_id).resolve()
-    pytest_args += ["--out", str(out), "--run-id", run_id,
-                    "--junitxml", str(out / "junit.xml"), "--alluredir", str(out / "allure-results")]
+    pytest_args += [
+        "--out",
+        str(out),
+        "--run-id",
+        run_id,
+        "--junitxml",
+        str(out / "junit.xml"),
+        "--alluredir",
+        str(out / "allure-results"),
+    ]
     if args.baselines:
         pytest_args += ["--baselines", str(args.baselines.resolve())]
     pytest_args += ["-o", "junit_family=xunit2", "-q", *args.pytest_args]
@@ -114,18 +143,26 @@ def _run_pytest(pytest_args: list[str], out: Path) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="interop", description="IM server interoperability conformance harness")
+    parser = argparse.ArgumentParser(
+        prog="interop", description="IM server interoperability conformance harness"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run scenarios against targets and write reports")
-    run.add_argument("--targets", default="", help="comma-separated catalogue targets (default: every installed)")
+    run.add_argument(
+        "--targets", default="", help="comma-separated catalogue targets (default: every installed)"
+    )
     run.add_argument("--driver", default="local", choices=["local", "docker"])
     run.add_argument("--category", action="append", default=[])
     run.add_argument("--scenario", action="append", default=[], help="id or glob, e.g. 'auth.sasl.*'")
     run.add_argument("--knob", action="append", default=[], help="[TARGET:]NAME=VALUE")
     run.add_argument("--target-file", action="append", default=[], type=Path)
     run.add_argument("--out", type=Path, default=None, help="run directory (default reports/<run-id>)")
-    run.add_argument("--baselines", type=Path, default=None,
-                     help="folder of <product>.yaml known-failure files (default fixtures/baselines)")
+    run.add_argument(
+        "--baselines",
+        type=Path,
+        default=None,
+        help="folder of <product>.yaml known-failure files (default fixtures/baselines)",
+    )
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments (e.g. -x, -k)")
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="list scenarios and targets")

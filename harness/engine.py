@@ -8,6 +8,7 @@ It never sleeps to decide anything; waiting is the actors' business, on events w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import time
@@ -75,8 +76,12 @@ class Placeholders:
             return str(value)
         if account is None:
             raise HarnessError(f"${{{ref}}}: actor {name} has no account")
-        return {"jid": account.jid, "user": account.user, "password": account.password,
-                "domain": account.domain}[attr]
+        return {
+            "jid": account.jid,
+            "user": account.user,
+            "password": account.password,
+            "domain": account.domain,
+        }[attr]
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -99,9 +104,14 @@ def _missing_features(scenario: Scenario, targets: dict[str, RunningTarget]) -> 
 async def _expect_any(actors: dict[str, Actor], params: dict[str, Any]) -> None:
     """Pass when any alternative's expectation holds (e.g. either actor sees a conflict)."""
     shared = {"within": params["within"]} if "within" in params else {}
-    tasks = [asyncio.create_task(actors[alt["actor"]].perform(
-        "expect", {**shared, **{k: v for k, v in alt.items() if k not in COMMON_STEP_KEYS}}))
-        for alt in params["alternatives"]]
+    tasks = [
+        asyncio.create_task(
+            actors[alt["actor"]].perform(
+                "expect", {**shared, **{k: v for k, v in alt.items() if k not in COMMON_STEP_KEYS}}
+            )
+        )
+        for alt in params["alternatives"]
+    ]
     reasons = []
     try:
         for next_done in asyncio.as_completed(tasks):
@@ -128,8 +138,10 @@ async def _run_steps(scenario: Scenario, actors: dict[str, Actor], placeholders:
     for index, step in enumerate(scenario.steps):
         try:
             params = placeholders.resolve(step.params)
-            within = max([float(params.get("within", 0))] +
-                         [float(a.get("within", 0)) for a in params.get("alternatives", [])])
+            within = max(
+                [float(params.get("within", 0))]
+                + [float(a.get("within", 0)) for a in params.get("alternatives", [])]
+            )
             async with asyncio.timeout(within + STEP_TIMEOUT_S * 2):
                 await _perform(step, actors, params)
         except StepOutcome as exc:
@@ -141,8 +153,13 @@ async def _run_steps(scenario: Scenario, actors: dict[str, Actor], placeholders:
     return Verdict(Outcome.PASS, "")
 
 
-async def _run(scenario: Scenario, targets: dict[str, RunningTarget], evidence_dir: Path,
-               services: RunServices, item: str) -> tuple[Verdict, dict[str, Actor]]:
+async def _run(
+    scenario: Scenario,
+    targets: dict[str, RunningTarget],
+    evidence_dir: Path,
+    services: RunServices,
+    item: str,
+) -> tuple[Verdict, dict[str, Actor]]:
     kinds = actor_kinds()
     actors: dict[str, Actor] = {}
     keylog = evidence_dir / "tls-keys.log"
@@ -153,11 +170,17 @@ async def _run(scenario: Scenario, targets: dict[str, RunningTarget], evidence_d
         if account:
             secrets_seen.append(account.password)
         ctx = ActorContext(
-            name=name, target=target.view(), account=account, evidence_dir=evidence_dir,
-            keylog_file=keylog, source_address=services.source_address(target),
+            name=name,
+            target=target.view(),
+            account=account,
+            evidence_dir=evidence_dir,
+            keylog_file=keylog,
+            source_address=services.source_address(target),
             client_cert=services.client_certificate(account, evidence_dir)
-            if spec.client_cert and account else None,
-            secrets=secrets_seen, step_timeout=STEP_TIMEOUT_S,
+            if spec.client_cert and account
+            else None,
+            secrets=secrets_seen,
+            step_timeout=STEP_TIMEOUT_S,
         )
         actors[name] = kinds[spec.kind](ctx, spec.options)
     placeholders = Placeholders(actors, targets, item)
@@ -168,15 +191,14 @@ async def _run(scenario: Scenario, targets: dict[str, RunningTarget], evidence_d
         verdict = Verdict(Outcome.ERROR, f"item did not finish within {ITEM_TIMEOUT_S:.0f} s")
     finally:
         for actor in actors.values():
-            try:
+            with contextlib.suppress(Exception):  # closing is best effort; the verdict stands
                 await actor.close()
-            except Exception:  # closing is best effort; the verdict stands
-                pass
     return verdict, actors
 
 
-def run_item(scenario: Scenario, targets: dict[str, RunningTarget], evidence_dir: Path,
-             services: RunServices) -> ItemRun:
+def run_item(
+    scenario: Scenario, targets: dict[str, RunningTarget], evidence_dir: Path, services: RunServices
+) -> ItemRun:
     """Run the scenario's steps against ``targets`` (role -> target) and collect evidence."""
     started = time.monotonic()
     item = item_id(scenario, {role: t.name for role, t in targets.items()})

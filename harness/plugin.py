@@ -13,8 +13,9 @@ import itertools
 import platform
 import secrets
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,9 @@ _STATE = pytest.StashKey["RunState"]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("interop", "IM interop harness")
-    group.addoption("--targets", default="", help="comma-separated catalogue targets (default: every installed)")
+    group.addoption(
+        "--targets", default="", help="comma-separated catalogue targets (default: every installed)"
+    )
     group.addoption("--driver", default="local", help="local (default) or docker")
     group.addoption("--category", action="append", default=[], help="only scenarios of this category")
     group.addoption("--scenario", action="append", default=[], help="scenario id or glob (repeatable)")
@@ -59,7 +62,9 @@ class RunState:
         self.run_id = opt.run_id or new_run_id()
         self.run_dir: Path = (opt.out or PROJECT_ROOT / "reports" / self.run_id).resolve()
         selection = Selection(
-            targets=[t for t in opt.targets.split(",") if t], driver=opt.driver, knobs=list(opt.knob),
+            targets=[t for t in opt.targets.split(",") if t],
+            driver=opt.driver,
+            knobs=list(opt.knob),
             target_files=[p.resolve() for p in opt.target_file],
         )
         self.selection = selection
@@ -80,20 +85,37 @@ class RunState:
         """Role -> target name, over single targets or ordered pairs (same name twice excluded)."""
         roles = list(scenario.roles)
         for names in itertools.permutations(self.topology.names, len(roles)):
-            yield dict(zip(roles, names))
+            yield dict(zip(roles, names, strict=True))
 
-    def record(self, scenario: Scenario, targets: dict[str, TargetRecord], verdict: Verdict,
-               duration: float, started: str, evidence: dict[str, Path], connected: bool) -> None:
-        self.results.append(ItemResult(
-            item_id=item_id(scenario, {role: t.name for role, t in targets.items()}), scenario_id=scenario.id,
-            title=scenario.title, category=scenario.category, level=scenario.level, spec=dict(scenario.spec),
-            targets=list(targets.values()),
-            outcome=verdict.outcome.value, reason=verdict.reason, duration_s=round(duration, 3),
-            started_at=started,
-            evidence={k: str(p.relative_to(self.run_dir)) for k, p in evidence.items()},
-            scenario_file=str(_relative(scenario.path)), scenario_sha256=scenario.sha256,
-            actors_connected=connected,
-        ))
+    def record(
+        self,
+        scenario: Scenario,
+        targets: dict[str, TargetRecord],
+        verdict: Verdict,
+        duration: float,
+        started: str,
+        evidence: dict[str, Path],
+        connected: bool,
+    ) -> None:
+        self.results.append(
+            ItemResult(
+                item_id=item_id(scenario, {role: t.name for role, t in targets.items()}),
+                scenario_id=scenario.id,
+                title=scenario.title,
+                category=scenario.category,
+                level=scenario.level,
+                spec=dict(scenario.spec),
+                targets=list(targets.values()),
+                outcome=verdict.outcome.value,
+                reason=verdict.reason,
+                duration_s=round(duration, 3),
+                started_at=started,
+                evidence={k: str(p.relative_to(self.run_dir)) for k, p in evidence.items()},
+                scenario_file=str(_relative(scenario.path)),
+                scenario_sha256=scenario.sha256,
+                actors_connected=connected,
+            )
+        )
 
     def finish(self) -> RunRecord:
         self.topology.close()
@@ -102,13 +124,21 @@ class RunState:
             for t in item.targets:
                 seen.setdefault(t.name, t.run_target())
         run = RunRecord(
-            run_id=self.run_id, harness_version=harness.__version__, started_at=self.started_at,
-            finished_at=utc_timestamp(), command=self.command,
+            run_id=self.run_id,
+            harness_version=harness.__version__,
+            started_at=self.started_at,
+            finished_at=utc_timestamp(),
+            command=self.command,
             host={"python": platform.python_version(), "platform": platform.platform()},
-            selection={"targets": self.topology.names, "driver": self.selection.driver,
-                       "categories": sorted(self.categories), "scenarios": self.patterns,
-                       "knobs": {t: k for t, k in self.topology.knobs.items() if k}},
-            targets=list(seen.values()), items=self.results,
+            selection={
+                "targets": self.topology.names,
+                "driver": self.selection.driver,
+                "categories": sorted(self.categories),
+                "scenarios": self.patterns,
+                "knobs": {t: k for t, k in self.topology.knobs.items() if k},
+            },
+            targets=list(seen.values()),
+            items=self.results,
         )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_results(run, self.run_dir / "results.json")
@@ -125,9 +155,16 @@ def _relative(path: Path) -> Path:
 
 def _target_record(target: RunningTarget, role: str) -> TargetRecord:
     """The record of a target that started (with the version it reports)."""
-    return TargetRecord(name=target.name, product=target.product, version=target.version,
-                        driver=target.driver, domain=target.domain, address=target.address,
-                        knobs=dict(target.knobs), role=role)
+    return TargetRecord(
+        name=target.name,
+        product=target.product,
+        version=target.version,
+        driver=target.driver,
+        domain=target.domain,
+        address=target.address,
+        knobs=dict(target.knobs),
+        role=role,
+    )
 
 
 def _state(config: pytest.Config) -> RunState:
@@ -174,8 +211,10 @@ class ScenarioItem(pytest.Item):
         except Exception as exc:  # a target that cannot start is an error of every item needing it
             reason = exc.reason if isinstance(exc, StepOutcome) else f"{type(exc).__name__}: {exc}"
             verdict = Verdict(Outcome.ERROR, reason)
-            planned = {role: TargetRecord(role=role, version="unknown", **state.topology.describe(name))
-                       for role, name in self.roles.items()}
+            planned = {
+                role: TargetRecord(role=role, version="unknown", **state.topology.describe(name))
+                for role, name in self.roles.items()
+            }
             state.record(self.scenario, planned, verdict, 0.0, started, {}, False)
             self._finish(verdict)
             return
@@ -183,8 +222,15 @@ class ScenarioItem(pytest.Item):
         verdict = result.verdict
         if len(targets) == 1:
             verdict = state.baselines.apply(next(iter(targets.values())).product, self.scenario.id, verdict)
-        state.record(self.scenario, {r: _target_record(t, r) for r, t in targets.items()}, verdict,
-                     result.duration_s, started, result.evidence, result.actors_connected)
+        state.record(
+            self.scenario,
+            {r: _target_record(t, r) for r, t in targets.items()},
+            verdict,
+            result.duration_s,
+            started,
+            result.evidence,
+            result.actors_connected,
+        )
         _attach_allure(self.scenario, result.evidence)
         self._finish(verdict)
 
@@ -200,7 +246,8 @@ class ScenarioItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, VerdictFailure):
             v = excinfo.value.verdict
-            return f"{v.outcome.value}: {v.reason}\n  scenario: {self.scenario.path}\n  spec: {self.scenario.spec_ref}"
+            return (f"{v.outcome.value}: {v.reason}\n  scenario: {self.scenario.path}\n"
+                    f"  spec: {self.scenario.spec_ref}")
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int, str]:

@@ -10,6 +10,7 @@ Nothing in here knows about XMPP: a record is protocol-neutral.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -342,10 +343,8 @@ def write_results(run: RunRecord, path: Path) -> Path:
             fh.write(text)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return path
 

@@ -49,8 +49,10 @@ def parse_knobs(items: list[str], specs: dict[str, TargetSpec]) -> dict[str, dic
             raise CatalogueError(f"--knob {item!r}: no selected target has a knob {name!r}")
         for t in names:
             if name not in specs[t].knobs:
-                raise CatalogueError(f"--knob {item!r}: {t} has no knob {name!r}; its knobs: "
-                                     f"{', '.join(sorted(specs[t].knobs))}")
+                raise CatalogueError(
+                    f"--knob {item!r}: {t} has no knob {name!r}; its knobs: "
+                    f"{', '.join(sorted(specs[t].knobs))}"
+                )
             chosen[t][name] = value
     return chosen
 
@@ -63,12 +65,14 @@ class Topology:
             raise CatalogueError("--driver docker is not available yet; use --driver local")
         self.run_dir = run_dir
         products = catalogue(catalogue_dir)
-        names = selection.targets or ([] if selection.target_files else
-                                      [p for p, s in products.items() if is_installed(s)])
+        names = selection.targets or (
+            [] if selection.target_files else [p for p, s in products.items() if is_installed(s)]
+        )
         unknown = [n for n in names if n not in products]
         if unknown:
-            raise CatalogueError(f"--targets: unknown target {', '.join(unknown)}; "
-                                 f"the catalogue has {', '.join(products)}")
+            raise CatalogueError(
+                f"--targets: unknown target {', '.join(unknown)}; the catalogue has {', '.join(products)}"
+            )
         self.specs = {name: products[name] for name in names}
         self.knobs = parse_knobs(selection.knobs, self.specs)
         self.external: dict[str, ExternalTarget] = {}
@@ -76,8 +80,10 @@ class Topology:
             target = load_target_file(path)
             self.external[target.name] = target
         if not self.specs and not self.external:
-            raise CatalogueError("no target selected and none of the catalogue's products is installed "
-                                 "(run ci/setup.sh, or give --targets / --target-file)")
+            raise CatalogueError(
+                "no target selected and none of the catalogue's products is installed "
+                "(run ci/setup.sh, or give --targets / --target-file)"
+            )
         self._env: RunEnvironment | None = None
         self._addresses: dict[str, str] = {}
         self._running: dict[str, RunningTarget] = dict(self.external)
@@ -98,11 +104,23 @@ class Topology:
         """What is known of a target before (or without) it running: for records of failed starts."""
         if name in self._running:
             t = self._running[name]
-            return {"name": t.name, "product": t.product, "driver": t.driver, "domain": t.domain,
-                    "address": t.address, "knobs": dict(t.knobs)}
+            return {
+                "name": t.name,
+                "product": t.product,
+                "driver": t.driver,
+                "domain": t.domain,
+                "address": t.address,
+                "knobs": dict(t.knobs),
+            }
         spec = self.specs[name]
-        return {"name": name, "product": spec.product, "driver": "local", "domain": f"{name}.test",
-                "address": self._addresses.get(name, "unassigned"), "knobs": spec.knob_values(self.knobs[name])}
+        return {
+            "name": name,
+            "product": spec.product,
+            "driver": "local",
+            "domain": f"{name}.test",
+            "address": self._addresses.get(name, "unassigned"),
+            "knobs": spec.knob_values(self.knobs[name]),
+        }
 
     def _environment(self) -> RunEnvironment:
         if self._env is None:
@@ -120,8 +138,9 @@ class Topology:
             raise TargetError(self._failed[name])
         if name not in self._running:
             env = self._environment()
-            target = LocalTarget(self.specs[name], name, f"{name}.test", self._addresses[name],
-                                 self.knobs[name], env)
+            target = LocalTarget(
+                self.specs[name], name, f"{name}.test", self._addresses[name], self.knobs[name], env
+            )
             self._running[name] = target
             try:
                 target.start()

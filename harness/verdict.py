@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     PASS = "pass"
     FAIL = "fail"
     ERROR = "error"

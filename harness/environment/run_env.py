@@ -74,8 +74,10 @@ def create_environment(run_dir: Path) -> RunEnvironment:
     work_dir.mkdir(parents=True, exist_ok=True)
     closed = [p for p in work_dir.parents if not p.stat().st_mode & 0o001]
     if closed:
-        raise HarnessError(f"{WORKDIR_ENV}={work_dir}: {closed[0]} is not searchable by other users, "
-                           "so the servers' users could not reach their directories; choose another place")
+        raise HarnessError(
+            f"{WORKDIR_ENV}={work_dir}: {closed[0]} is not searchable by other users, "
+            "so the servers' users could not reach their directories; choose another place"
+        )
     work_dir.chmod(0o755)  # the servers' users must reach their directories inside
     env_dir = work_dir / "environment"
     env_dir.mkdir()
@@ -90,8 +92,14 @@ def create_environment(run_dir: Path) -> RunEnvironment:
         except OSError:
             continue
         env = RunEnvironment(
-            run_dir=run_dir, work_dir=work_dir, block=block, ca=ca, untrusted_ca=untrusted, dns=dns,
-            hosts_file=env_dir / "hosts", resolv_file=env_dir / "resolv.conf",
+            run_dir=run_dir,
+            work_dir=work_dir,
+            block=block,
+            ca=ca,
+            untrusted_ca=untrusted,
+            dns=dns,
+            hosts_file=env_dir / "hosts",
+            resolv_file=env_dir / "resolv.conf",
         )
         dns.write_hosts(env.hosts_file)
         dns.write_resolv_conf(env.resolv_file)

@@ -267,7 +267,8 @@ def _pair_sections(items: list[ItemResult], order: list[str]) -> list[str]:
             "",
             f"### {escape_cell(scenario_id)}: {escape_cell(first.title)}",
             "",
-            f"{first.level}, {escape_cell(spec_text(first.spec))}. Rows: origin target; columns: receiver target.",
+            f"{first.level}, {escape_cell(spec_text(first.spec))}. "
+            "Rows: origin target; columns: receiver target.",
             "",
             _table(rows, [PAIR_CORNER] + [escape_cell(r) for r in receivers]),
         ]
@@ -298,7 +299,8 @@ def _legend() -> list[str]:
         "  Counted as passed in the score.",
         "- `FAIL: <reason>`: the target broke the rule the scenario checks; the reason says how.",
         "  A MUST-level FAIL fails the run; SHOULD and MAY failures are findings that do not.",
-        "- `ERROR: <reason>`: the harness or the target could not complete the check (crash, timeout, setup).",
+        "- `ERROR: <reason>`: the harness or the target could not complete the check "
+        "(crash, timeout, setup).",
         "  Not a judgement of the rule, but any ERROR fails the run; counted in the total, not as passed.",
         "- `unsupported: <reason>`: the target lacks an optional feature the scenario needs.",
         '  Left out of the total and shown as "(n unsupported)" next to the score.',

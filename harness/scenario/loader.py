@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jsonschema
 import yaml
@@ -56,7 +57,9 @@ def _compose(text: str, path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
         line = mark.line + 1 if mark else 1
         raise ScenarioError(path, [Problem(line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
     if node is None:
-        raise ScenarioError(path, [Problem(1, "the file is empty; a scenario needs id, title, ... (docs/scenarios.md)")])
+        raise ScenarioError(
+            path, [Problem(1, "the file is empty; a scenario needs id, title, ... (docs/scenarios.md)")]
+        )
     lines: dict[tuple[Any, ...], int] = {}
 
     def walk(n: yaml.Node, at: tuple[Any, ...]) -> None:
@@ -87,7 +90,8 @@ def _hint(error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
         return f"{where}: {error.message}; add it (see docs/scenarios.md)"
     if error.validator == "enum":
-        return f"{where}: {error.instance!r} is not allowed; use one of {', '.join(map(str, error.validator_value))}"
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"{where}: {error.instance!r} is not allowed; use one of {allowed}"
     if error.validator == "additionalProperties":
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         return f"{where}: {error.message}; allowed keys here: {allowed}"
@@ -96,7 +100,8 @@ def _hint(error: jsonschema.ValidationError) -> str:
     if error.validator in ("maxProperties", "minProperties") and where.startswith("steps"):
         return f"{where}: a step is one action mapping, e.g. '- send: {{actor: alice, xml: ...}}'"
     if error.validator == "propertyNames" and where.startswith("steps"):
-        return f"{where}: unknown action; use one of connect, authenticate, send, expect, expect-nothing, disconnect"
+        actions = "connect, authenticate, send, expect, expect-any, expect-nothing, disconnect"
+        return f"{where}: unknown action; use one of {actions}"
     return f"{where}: {error.message}"
 
 
@@ -123,8 +128,12 @@ def load_scenario(path: Path) -> Scenario:
     if problems:
         raise ScenarioError(path, problems)
     if path.stem != data["id"]:
-        problems.append(Problem(_line_of(lines, ("id",)), f"id {data['id']!r} differs from the file name; "
-                                f"name the file {data['id']}.yaml"))
+        problems.append(
+            Problem(
+                _line_of(lines, ("id",)),
+                f"id {data['id']!r} differs from the file name; name the file {data['id']}.yaml",
+            )
+        )
 
     roles = data.get("roles") or {DEFAULT_ROLE: {}}
     kinds = actor_kinds()
@@ -133,61 +142,112 @@ def load_scenario(path: Path) -> Scenario:
         at = ("actors", name)
         cls = kinds.get(spec["kind"])
         if cls is None:
-            problems.append(Problem(_line_of(lines, at + ("kind",)),
-                                    f"unknown actor kind {spec['kind']!r}; known kinds: {', '.join(sorted(kinds))}"))
+            problems.append(
+                Problem(
+                    _line_of(lines, at + ("kind",)),
+                    f"unknown actor kind {spec['kind']!r}; known kinds: {', '.join(sorted(kinds))}",
+                )
+            )
             continue
         role = spec.get("role", next(iter(roles)) if len(roles) == 1 else None)
         if role not in roles:
-            problems.append(Problem(_line_of(lines, at), f"actor {name}: role {role!r} is not one of the "
-                                    f"scenario's roles ({', '.join(roles)}); set role:"))
+            problems.append(
+                Problem(
+                    _line_of(lines, at),
+                    f"actor {name}: role {role!r} is not one of the "
+                    f"scenario's roles ({', '.join(roles)}); set role:",
+                )
+            )
             continue
         options = {k: v for k, v in spec.items() if k not in ("kind", "role", "account", "client_cert")}
         for e in jsonschema.Draft202012Validator(cls.options_schema).iter_errors(options):
-            problems.append(Problem(_line_of(lines, at + tuple(e.absolute_path)), f"actor {name}: {e.message}"))
-        actors[name] = ActorSpec(name, spec["kind"], role, spec.get("account"),
-                                 bool(spec.get("client_cert", False)), options)
+            problems.append(
+                Problem(_line_of(lines, at + tuple(e.absolute_path)), f"actor {name}: {e.message}")
+            )
+        actors[name] = ActorSpec(
+            name, spec["kind"], role, spec.get("account"), bool(spec.get("client_cert", False)), options
+        )
 
     steps: list[Step] = []
     for index, entry in enumerate(data["steps"]):
-        (action, params), = entry.items()
+        ((action, params),) = entry.items()
         line = _line_of(lines, ("steps", index))
         if action == "expect-any":
-            checks = [(("steps", index, action, "alternatives", i), alt)
-                      for i, alt in enumerate(params["alternatives"])]
+            checks = [
+                (("steps", index, action, "alternatives", i), alt)
+                for i, alt in enumerate(params["alternatives"])
+            ]
         else:
             checks = [(("steps", index, action), params)]
         for at, check in checks:
-            problems.extend(_check_step(index, "expect" if action == "expect-any" else action, check, at,
-                                        actors, data["actors"], roles, kinds, lines))
+            problems.extend(
+                _check_step(
+                    index,
+                    "expect" if action == "expect-any" else action,
+                    check,
+                    at,
+                    actors,
+                    data["actors"],
+                    roles,
+                    kinds,
+                    lines,
+                )
+            )
         common = {k: params.get(k) for k in COMMON_STEP_KEYS}
         own = {k: v for k, v in params.items() if k not in COMMON_STEP_KEYS}
         steps.append(Step(action, common["actor"] or "", own, line, common["unsupported_on_fail"]))
     if problems:
         raise ScenarioError(path, problems)
     return Scenario(
-        id=data["id"], title=data["title"], description=data.get("description", ""),
-        category=data["category"], level=data["level"], protocol=data["protocol"], spec=data["spec"],
-        roles=roles, actors=actors, steps=steps, can_fail=data.get("can_fail", ""), path=path,
+        id=data["id"],
+        title=data["title"],
+        description=data.get("description", ""),
+        category=data["category"],
+        level=data["level"],
+        protocol=data["protocol"],
+        spec=data["spec"],
+        roles=roles,
+        actors=actors,
+        steps=steps,
+        can_fail=data.get("can_fail", ""),
+        path=path,
         accounts={name: a["password"] for name, a in (data.get("accounts") or {}).items()},
         sha256=hashlib.sha256(raw).hexdigest(),
     )
 
 
-def _check_step(index: int, action: str, params: dict[str, Any], at: tuple[Any, ...],
-                actors: dict[str, ActorSpec], declared: dict[str, Any], roles: dict[str, Any],
-                kinds: dict[str, Any], lines: dict[tuple[Any, ...], int]) -> list[Problem]:
+def _check_step(
+    index: int,
+    action: str,
+    params: dict[str, Any],
+    at: tuple[Any, ...],
+    actors: dict[str, ActorSpec],
+    declared: dict[str, Any],
+    roles: dict[str, Any],
+    kinds: dict[str, Any],
+    lines: dict[tuple[Any, ...], int],
+) -> list[Problem]:
     """Problems of one step (or one alternative of an expect-any step) against its actor's kind."""
     line = _line_of(lines, at)
     actor = actors.get(params["actor"])
     if actor is None:
         if params["actor"] in declared:
             return []  # the actor itself is broken and already reported
-        return [Problem(_line_of(lines, at + ("actor",)),
-                        f"step {index + 1}: no actor {params['actor']!r}; actors: {', '.join(declared)}")]
+        return [
+            Problem(
+                _line_of(lines, at + ("actor",)),
+                f"step {index + 1}: no actor {params['actor']!r}; actors: {', '.join(declared)}",
+            )
+        ]
     cls = kinds[actor.kind]
     if action not in cls.actions:
-        return [Problem(line, f"step {index + 1}: actor kind {actor.kind} cannot {action}; "
-                              f"it can: {', '.join(cls.actions)}")]
+        return [
+            Problem(
+                line,
+                f"step {index + 1}: actor kind {actor.kind} cannot {action}; "
+                f"it can: {', '.join(cls.actions)}",
+            )
+        ]
     own = {k: v for k, v in params.items() if k not in COMMON_STEP_KEYS}
     problems = [
         Problem(_line_of(lines, at + tuple(e.absolute_path)), f"step {index + 1} ({action}): {_hint(e)}")
@@ -205,12 +265,12 @@ def _check_placeholder(ref: str, actors: Iterable[str], roles: dict[str, Any]) -
     if ref in FREE_PLACEHOLDERS:
         return None
     name, _, attr = ref.partition(".")
-    if name in actors:
-        return None if attr in ACTOR_ATTRIBUTES else (
-            f"${{{ref}}}: an actor placeholder is ${{{name}.X}} with X one of {', '.join(ACTOR_ATTRIBUTES)}")
-    if name in roles:
-        return None if attr in ROLE_ATTRIBUTES else (
-            f"${{{ref}}}: a role placeholder is ${{{name}.X}} with X one of {', '.join(ROLE_ATTRIBUTES)}")
+    kinds = (("an actor", actors, ACTOR_ATTRIBUTES), ("a role", roles, ROLE_ATTRIBUTES))
+    for kind, names, attributes in kinds:
+        if name in names:
+            if attr in attributes:
+                return None
+            return f"${{{ref}}}: {kind} placeholder is ${{{name}.X}} with X one of {', '.join(attributes)}"
     return f"${{{ref}}} names neither an actor nor a role (nor one of {', '.join(FREE_PLACEHOLDERS)})"
 
 

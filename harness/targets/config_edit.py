@@ -61,7 +61,7 @@ def _text_edit(text: str, edit: Edit, where: str) -> str:
         if not match:
             raise CatalogueError(f"{where}: insert_before {edit['insert_before']!r} matched nothing")
         insert = str(edit["text"]).rstrip("\n") + "\n"
-        return text[: match.start()] + insert + text[match.start():]
+        return text[: match.start()] + insert + text[match.start() :]
     raise CatalogueError(f"{where}: unknown text edit {sorted(edit)}; see docs/targets.md")
 
 

@@ -58,8 +58,10 @@ class ExternalTarget(RunningTarget):
 
     def _provide_account(self, name: str, password_part: str | None) -> Account:
         if password_part is not None:
-            raise Unsupported(f"the scenario needs account {name!r} with a declared password; "
-                              "an external target's accounts come from its target file")
+            raise Unsupported(
+                f"the scenario needs account {name!r} with a declared password; "
+                "an external target's accounts come from its target file"
+            )
         used = len(self._accounts)
         if used >= len(self._pool):
             raise CatalogueError(

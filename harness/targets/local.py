@@ -43,7 +43,10 @@ def package_version(package: str) -> str | None:
     try:
         out = subprocess.run(
             ["dpkg-query", "-W", "-f", "${db:Status-Status} ${Version}", package],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except FileNotFoundError:
         return None
@@ -66,8 +69,15 @@ def port_open(address: str, port: int) -> bool:
 class LocalTarget(RunningTarget):
     driver = "local"
 
-    def __init__(self, spec: TargetSpec, name: str, domain: str, address: str,
-                 knobs: dict[str, str], env: RunEnvironment) -> None:
+    def __init__(
+        self,
+        spec: TargetSpec,
+        name: str,
+        domain: str,
+        address: str,
+        knobs: dict[str, str],
+        env: RunEnvironment,
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.name = name
@@ -135,8 +145,19 @@ class LocalTarget(RunningTarget):
 
     def _wrap(self, argv: list[str]) -> list[str]:
         return [
-            "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _NAMESPACE_SCRIPT, "sh",
-            str(self.env.hosts_file), str(self.env.resolv_file), self.spec.user, *argv,
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            _NAMESPACE_SCRIPT,
+            "sh",
+            str(self.env.hosts_file),
+            str(self.env.resolv_file),
+            self.spec.user,
+            *argv,
         ]
 
     def _run_command(self, argv: list[str], what: str, timeout: float = 60) -> str:
@@ -144,8 +165,14 @@ class LocalTarget(RunningTarget):
         popen: subprocess.Popen[str] | None = None
         try:
             with interrupts.shielded():
-                popen = subprocess.Popen(self._wrap(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         text=True, cwd=self.run_dir, start_new_session=True)
+                popen = subprocess.Popen(
+                    self._wrap(argv),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    cwd=self.run_dir,
+                    start_new_session=True,
+                )
             stdout, stderr = popen.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             _end_group(popen, grace=0)
@@ -165,8 +192,14 @@ class LocalTarget(RunningTarget):
         env = dict(os.environ)
         env.update({str(k): str(v) for k, v in self._render(proc.get("env") or {}).items()})
         with (self.run_dir / "logs" / f"{name}.out").open("ab") as out, interrupts.shielded():
-            popen = subprocess.Popen(self._wrap(argv), stdout=out, stderr=subprocess.STDOUT, cwd=self.run_dir,
-                                     env=env, start_new_session=True)
+            popen = subprocess.Popen(
+                self._wrap(argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.run_dir,
+                env=env,
+                start_new_session=True,
+            )
             self._procs.append((name, popen))
 
     def _check_alive(self, what: str) -> None:
@@ -203,9 +236,14 @@ class LocalTarget(RunningTarget):
         (self.run_dir / "logs").mkdir(parents=True)
         cert = self.env.ca.issue_server(self.domain, self.run_dir / "tls")
         self._context = {
-            "run_dir": str(self.run_dir), "name": self.name, "domain": self.domain,
-            "address": self.address, "ports": self.ports, "cert": cert,
-            "ca_file": str(self.env.ca.cert_path), "dns_address": self.env.dns_address,
+            "run_dir": str(self.run_dir),
+            "name": self.name,
+            "domain": self.domain,
+            "address": self.address,
+            "ports": self.ports,
+            "cert": cert,
+            "ca_file": str(self.env.ca.cert_path),
+            "dns_address": self.env.dns_address,
             "knobs": self.knobs,
         }
         self._render_files()
@@ -219,7 +257,9 @@ class LocalTarget(RunningTarget):
             self._spawn(proc)
             if "wait_tcp" in proc:
                 port = self.ports[proc["wait_tcp"]]
-                self._wait(f"port {port} of {proc['name']}", lambda p=port: port_open(self.address, p), deadline)
+                self._wait(
+                    f"port {port} of {proc['name']}", lambda p=port: port_open(self.address, p), deadline
+                )
         for port_name in self.spec.ready.get("tcp", []):
             port = self.ports[port_name]
             self._wait(f"port {port_name} ({port})", lambda p=port: port_open(self.address, p), deadline)

@@ -269,7 +269,8 @@ def explain(run: ItemRun, workdir: Path) -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def long_proofs(request: pytest.FixtureRequest, pki: Pki, services: DoubleServices,
-                tmp_path_factory: pytest.TempPathFactory, short_step_deadline: None) -> Iterator[dict[str, Future[ItemRun]]]:
+                tmp_path_factory: pytest.TempPathFactory,
+                short_step_deadline: None) -> Iterator[dict[str, tuple[Future[ItemRun], Path]]]:
     """Start the selected ``long`` proofs at once, in the background (see the module doc)."""
     selected = [
         item.callspec.params["case"]
@@ -279,15 +280,13 @@ def long_proofs(request: pytest.FixtureRequest, pki: Pki, services: DoubleServic
         and item.originalname == "test_fails_against_the_flawed_double"
     ]
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="long-proof")
-    futures: dict[str, Future[ItemRun]] = {}
+    started: dict[str, tuple[Future[ItemRun], Path]] = {}
     for case in selected:
         if case.proof is not None and case.proof.long and case.scenario_id in SCENARIOS:
             workdir = tmp_path_factory.mktemp("long-proof")
-            futures[case.id] = pool.submit(
-                run_against, SCENARIOS[case.scenario_id], pki, services, case.proof.flaws, workdir
-            )
-            futures[case.id].workdir = workdir  # type: ignore[attr-defined]
-    yield futures
+            future = pool.submit(run_against, SCENARIOS[case.scenario_id], pki, services, case.proof.flaws, workdir)
+            started[case.id] = (future, workdir)
+    yield started
     pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -309,7 +308,7 @@ def test_passes_against_the_correct_double(scenario_id: str, pki: Pki, services:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_fails_against_the_flawed_double(case: Case, pki: Pki, services: DoubleServices, tmp_path: Path,
-                                         long_proofs: dict[str, Future[ItemRun]]) -> None:
+                                         long_proofs: dict[str, tuple[Future[ItemRun], Path]]) -> None:
     proof = case.proof
     if proof is None:
         pytest.fail(f"no proof for scenario {case.scenario_id}: add one to PROOFS in {__file__} (a flaw of "
@@ -317,8 +316,8 @@ def test_fails_against_the_flawed_double(case: Case, pki: Pki, services: DoubleS
     scenario = SCENARIOS[case.scenario_id]
     index, step = find_step(scenario, proof.step)
     if proof.long:
-        future = long_proofs[case.id]
-        run, workdir = future.result(), future.workdir  # type: ignore[attr-defined]
+        future, workdir = long_proofs[case.id]
+        run = future.result()
     else:
         workdir = tmp_path
         run = run_against(scenario, pki, services, proof.flaws, workdir)

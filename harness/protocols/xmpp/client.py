@@ -51,7 +51,7 @@ from slixmpp.stanza import Iq
 from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from harness.actors import ActorContext, register
-from harness.protocols.xmpp.base import XmppActor
+from harness.protocols.xmpp.base import CONNECT_PARAMS, XmppActor
 from harness.protocols.xmpp.elements import (
     FEATURES_TAG,
     IQ_TAG,
@@ -70,10 +70,9 @@ from harness.protocols.xmpp.inbox import (
     params_schema,
 )
 from harness.protocols.xmpp.match import closed_event
-from harness.protocols.xmpp.ports import PORT_SCHEMA, resolve_port
+from harness.protocols.xmpp.ports import resolve_port
 from harness.protocols.xmpp.streamlog import StreamLog
 from harness.protocols.xmpp.tls import (
-    VERSION_SCHEMA,
     client_context,
     describe_handshake_error,
     describe_session,
@@ -234,19 +233,10 @@ class ClientXmppActor(XmppActor):
     """An ordinary XMPP client (slixmpp). See the module documentation."""
 
     kind = "xmpp-client"
-    options_schema: ClassVar[dict[str, Any]] = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {},
-    }
     actions: ClassVar[dict[str, dict[str, Any]]] = {
         "connect": params_schema(
             {
-                "tls": {"enum": ["starttls", "direct", "none"], "default": "starttls"},
-                "port": PORT_SCHEMA,
-                "tls_min": VERSION_SCHEMA,
-                "tls_max": VERSION_SCHEMA,
-                "client_cert": {"type": "boolean", "default": False},
+                **CONNECT_PARAMS,
                 "within": WITHIN_SCHEMA,
             }
         ),

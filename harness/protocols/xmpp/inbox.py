@@ -208,7 +208,9 @@ class Inbox:
         matcher = compile_step_match(match)
         # A stream has exactly one features element: once it is here, waiting cannot help.
         settles = all(p.tag == FEATURES_TAG for p in alternatives(matcher))
-        el = await self.wait_for(lambda e: matcher.matches(e) or (settles and e.tag == FEATURES_TAG), deadline)
+        el = await self.wait_for(
+            lambda e: matcher.matches(e) or (settles and e.tag == FEATURES_TAG), deadline
+        )
         if el is not None and matcher.matches(el):
             if consume:
                 self.consume(el)

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 from xml.sax.saxutils import escape
 
 from harness.actors import ActorContext, register
-from harness.protocols.xmpp.base import XmppActor
+from harness.protocols.xmpp.base import CONNECT_PARAMS, XmppActor
 from harness.protocols.xmpp.elements import (
     FEATURES_TAG,
     IQ_TAG,
@@ -65,7 +65,7 @@ from harness.protocols.xmpp.inbox import (
 )
 from harness.protocols.xmpp.match import CLOSED, NOT_WELL_FORMED, closed_event, short_tag, summarize
 from harness.protocols.xmpp.parser import StreamParser
-from harness.protocols.xmpp.ports import PORT_SCHEMA, resolve_port
+from harness.protocols.xmpp.ports import resolve_port
 from harness.protocols.xmpp.sasl import (
     Scram,
     ScramError,
@@ -77,7 +77,6 @@ from harness.protocols.xmpp.sasl import (
 from harness.protocols.xmpp.sasl import channel_binding as choose_channel_binding
 from harness.protocols.xmpp.streamlog import StreamLog
 from harness.protocols.xmpp.tls import (
-    VERSION_SCHEMA,
     client_context,
     describe_handshake_error,
     describe_session,
@@ -95,25 +94,19 @@ class RawXmppActor(XmppActor):
     """Raw client-to-server XMPP stream. See the module documentation."""
 
     kind = "xmpp-raw"
-    options_schema: ClassVar[dict[str, Any]] = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {},
-    }
     actions: ClassVar[dict[str, dict[str, Any]]] = {
         "connect": params_schema(
             {
-                "tls": {"enum": ["starttls", "direct", "none"], "default": "starttls"},
-                "port": PORT_SCHEMA,
-                "tls_min": VERSION_SCHEMA,
-                "tls_max": VERSION_SCHEMA,
-                "client_cert": {"type": "boolean", "default": False},
+                **CONNECT_PARAMS,
                 "to": {"type": "string", "description": "stream 'to' (default: target domain; '' omits it)"},
                 "require_tls": {"type": "boolean", "default": True},
                 "expect_tls_failure": {"type": "boolean", "default": False},
                 "expect_stream_error": {"type": "boolean", "default": False},
-                "verify": {"enum": ["target", "required"], "default": "target",
-                           "description": "required: a target whose certificate is not verified is an error"},
+                "verify": {
+                    "enum": ["target", "required"],
+                    "default": "target",
+                    "description": "required: a target whose certificate is not verified is an error",
+                },
                 "within": WITHIN_SCHEMA,
             }
         ),
@@ -125,8 +118,11 @@ class RawXmppActor(XmppActor):
                 "authzid": {"type": "string"},
                 "payload": {"type": "string", "description": "text of <auth> sent as is ('=' is empty)"},
                 "expect": {"enum": ["success", "failure", "any"], "default": "success"},
-                "bind": {"enum": [True, False, "any"], "default": True,
-                         "description": "any: send the bind request and leave its answer for an expect step"},
+                "bind": {
+                    "enum": [True, False, "any"],
+                    "default": True,
+                    "description": "any: send the bind request and leave its answer for an expect step",
+                },
                 "resource": {"type": "string"},
                 "abort": {"type": "boolean", "default": False},
                 "channel_binding": {"enum": ["tls-server-end-point", "tls-unique", "tls-exporter"]},
@@ -602,8 +598,10 @@ class RawXmppActor(XmppActor):
         if outcome == "success":
             if expect == "failure":
                 what = "after <abort/>" if aborted else ("the payload given" if payload is not None else "")
-                raise Failed(f"server accepted {mechanism} authentication {what}".strip()
-                             + await self._identity_evidence(resource, deadline, bind))
+                raise Failed(
+                    f"server accepted {mechanism} authentication {what}".strip()
+                    + await self._identity_evidence(resource, deadline, bind)
+                )
             self.authenticated = True
             if bind:
                 await self._bind(resource, deadline, answer_left_for_expect=bind == "any")
@@ -633,7 +631,9 @@ class RawXmppActor(XmppActor):
             return f"; binding afterwards: {exc.reason}"
         return f"; the session was bound as {self.full_jid}"
 
-    async def _bind(self, resource: str | None, deadline: float, answer_left_for_expect: bool = False) -> None:
+    async def _bind(
+        self, resource: str | None, deadline: float, answer_left_for_expect: bool = False
+    ) -> None:
         await self._open_stream(self._to, deadline)
         assert self.features is not None
         if self.features.find(f"{{{NS_BIND}}}bind") is None:

@@ -113,7 +113,7 @@ class Scram:
         client_key = self._hmac(self._salted, b"Client Key")
         stored_key = hashlib.new(self.hash_name, client_key).digest()
         signature = self._hmac(stored_key, self._auth_message)
-        proof = bytes(a ^ b for a, b in zip(client_key, signature))
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
         return without_proof + b",p=" + base64.b64encode(proof)
 
     def verify_server_final(self, server_final: bytes) -> None:
