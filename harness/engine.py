@@ -21,6 +21,7 @@ from harness.scenario.loader import COMMON_STEP_KEYS, PLACEHOLDER
 from harness.scenario.model import Scenario, Step
 from harness.targets.running import RunningTarget
 from harness.trace.capture import PacketCapture
+from harness.trace.scrub import scrub_credentials
 from harness.verdict import Failed, HarnessError, Outcome, StepOutcome, Verdict
 
 STEP_TIMEOUT_S = 10.0
@@ -217,9 +218,10 @@ def run_item(
     except Exception as exc:  # the harness's own bug: an error verdict, never a crash of the run
         verdict = Verdict(Outcome.ERROR, f"harness error: {type(exc).__name__}: {exc}")
     finally:
-        pcap = capture.stop()
+        # every password of the targets' test accounts: known even when building an actor failed
+        secrets_used = [account.password for t in targets.values() for account in t.accounts()]
+        pcap = capture.stop(scrub=lambda data: scrub_credentials(data, secrets_used))
     evidence: dict[str, Path] = {"pcap": pcap}
-    secrets_used = [a.ctx.account.password for a in actors.values() if a.ctx.account]
     redactors = {type(a).redact for a in actors.values()}
     for role, target in targets.items():
         for path in target.copy_log_slice(cursors[role], evidence_dir):

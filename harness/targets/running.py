@@ -58,6 +58,10 @@ class RunningTarget(abc.ABC):
             self._accounts[name] = self._provide_account(name, password_part)
         return self._accounts[name]
 
+    def accounts(self) -> list[Account]:
+        """The accounts provided so far (their passwords are what redaction must hide)."""
+        return list(self._accounts.values())
+
     @staticmethod
     def new_password(part: str | None = None) -> str:
         suffix = secrets.token_urlsafe(12)

@@ -21,6 +21,7 @@ import ipaddress
 import select
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -30,9 +31,9 @@ from scapy.config import conf
 from scapy.data import ARPHRD_LOOPBACK, DLT_EN10MB
 from scapy.error import Scapy_Exception
 from scapy.interfaces import resolve_iface
-from scapy.layers.inet import IP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.packet import Packet
+from scapy.packet import Packet, Raw
 from scapy.sendrecv import AsyncSniffer
 from scapy.supersocket import SuperSocket
 from scapy.utils import wrpcap
@@ -84,8 +85,11 @@ class PacketCapture:
                 self._close_socket()
                 raise RuntimeError(f"packet capture on {self.iface} did not start: {error}")
 
-    def stop(self) -> Path:
-        """Stop capturing and write the pcap (also when empty); later calls just return the path."""
+    def stop(self, scrub: Callable[[bytes], bytes] | None = None) -> Path:
+        """Stop capturing and write the pcap (also when empty); later calls just return the path.
+
+        ``scrub`` rewrites each TCP/UDP payload before it is written (same length: credentials
+        are masked in place, see :mod:`harness.trace.scrub`)."""
         if self._stopped:
             return self.pcap_path
         self._stopped = True
@@ -98,6 +102,8 @@ class PacketCapture:
                 packets.extend(self._drain(stopped_at))
         finally:
             self._close_socket()
+            if scrub is not None:
+                packets = [_scrubbed(p, scrub) for p in packets]
             self.pcap_path.parent.mkdir(parents=True, exist_ok=True)
             wrpcap(str(self.pcap_path), packets, linktype=self._linktype)
         return self.pcap_path
@@ -147,3 +153,23 @@ def _bpf_compiles(expression: str, iface: str) -> bool:
     except (ImportError, OSError, Scapy_Exception):
         return False
     return True
+
+
+def _scrubbed(packet: Packet, scrub: Callable[[bytes], bytes]) -> Packet:
+    """The packet with its payload scrubbed; its transport checksum is recomputed when it changed."""
+    if Raw not in packet:
+        return packet
+    load = bytes(packet[Raw].load)
+    clean = scrub(load)
+    if clean == load:
+        return packet
+    if len(clean) != len(load):
+        raise ValueError("a scrubber must keep the payload's length")
+    packet = packet.copy()
+    packet[Raw].load = clean
+    for layer in (TCP, UDP):
+        if layer in packet:
+            del packet[layer].chksum
+    rebuilt = packet.__class__(bytes(packet))
+    rebuilt.time = packet.time
+    return rebuilt

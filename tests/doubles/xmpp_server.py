@@ -357,7 +357,9 @@ class DoubleConfig:
         if self.tls_required:
             return []
         plain_ok = self.has("plain-before-tls")
-        return [m for m in mechs if not m.endswith("-PLUS") and m != "EXTERNAL" and (m != "PLAIN" or plain_ok)]
+        return [
+            m for m in mechs if not m.endswith("-PLUS") and m != "EXTERNAL" and (m != "PLAIN" or plain_ok)
+        ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -595,7 +597,6 @@ class _Connection:
         self.tls = tls
         self.direct = tls
         self.number = number
-        self.restarted_after_tls = False
         self.user: str | None = None
         self.jid: str | None = None
         self.scram: _Scram | None = None
@@ -848,7 +849,9 @@ class _Connection:
         cfg = self.cfg
         parts = data.split(b"\0")
         try:
-            authzid, authcid, password = [p.decode("utf-8") for p in parts] if len(parts) == 3 else ["", "", ""]
+            authzid, authcid, password = (
+                [p.decode("utf-8") for p in parts] if len(parts) == 3 else ["", "", ""]
+            )
         except UnicodeDecodeError:
             authzid = authcid = password = ""
         if not authcid or not password:  # RFC 4616 §2: authcid and passwd are not empty
@@ -1025,8 +1028,9 @@ class _Connection:
         stored_key = hashlib.new(h, client_key).digest()
         auth_message = f"{state.client_first_bare},{state.server_first},{without_proof}".encode()
         signature = hmac.new(stored_key, auth_message, h).digest()
-        recovered = bytes(a ^ b for a, b in zip(proof, signature))
-        right = len(proof) == len(signature) and hmac.compare_digest(hashlib.new(h, recovered).digest(), stored_key)
+        right = len(proof) == len(signature) and hmac.compare_digest(
+            hashlib.new(h, bytes(a ^ b for a, b in zip(proof, signature, strict=True))).digest(), stored_key
+        )
         if not right and not cfg.has("accept-any-password"):
             await self.sasl_failure("not-authorized")
             return
@@ -1047,13 +1051,15 @@ class _Connection:
         if el.tag == f"{{{NS_CLIENT}}}iq" and self.user is not None:
             await self.on_bind(el)
             return
-        if el.tag == f"{{{NS_CLIENT}}}iq" and self.user is None and el.find(f"{{{NS_REGISTER}}}query") is not None:
+        registration = el.find(f"{{{NS_REGISTER}}}query") is not None
+        if el.tag == f"{{{NS_CLIENT}}}iq" and self.user is None and registration:
             await self.on_register(el)
             return
         if self.user is None and cfg.has("ignore-stanza-before-auth"):
             self.log(f"flaw ignore-stanza-before-auth: dropped <{_local(el.tag)}>")
             return
-        if self.user is None and cfg.has("process-stanza-before-auth") and el.tag == f"{{{NS_CLIENT}}}message":
+        is_message = el.tag == f"{{{NS_CLIENT}}}message"
+        if self.user is None and cfg.has("process-stanza-before-auth") and is_message:
             self.log("flaw process-stanza-before-auth: routing the message first")
             await self.server.route(el, el.get("from"))
         await self.stream_error("not-authorized")
@@ -1211,7 +1217,8 @@ class DoubleThread:
             return
         self._started = False
         try:
-            asyncio.run_coroutine_threadsafe(self.server.__aexit__(None, None, None), self._loop).result(timeout)
+            stopping = asyncio.run_coroutine_threadsafe(self.server.__aexit__(None, None, None), self._loop)
+            stopping.result(timeout)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)

@@ -61,7 +61,7 @@ def test_evidence_per_item(auth_run):
 
 def test_passwords_never_reach_reports(auth_run):
     """Neither the password nor a SASL PLAIN payload carrying it is in any report or evidence file."""
-    accounts = [line.split() for path in auth_run.work.glob("targets/*/accounts.txt")
+    accounts = [line.split(" ", 1) for path in auth_run.work.glob("targets/*/accounts.txt")
                 for line in path.read_text().splitlines()]
     assert accounts, "the run created accounts"
     needles = []

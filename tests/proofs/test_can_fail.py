@@ -8,8 +8,8 @@ For every scenario file under ``scenarios/``:
   action, actor and a piece of its parameters, so renumbered steps do not break the proofs).
 
 A scenario without an entry in :data:`PROOFS` fails the suite ("no proof for scenario X").
-Every flaw of the double is either used by a proof, or listed in :data:`GAPS` (no scenario
-catches it yet) or :data:`NOT_YET_FAILING` (a scenario should catch it but reports ``error``).
+Every flaw of the double is either used by a proof or listed in :data:`GAPS` (no scenario
+catches it yet).
 
 Deadlines. A flaw that makes the server *not* send what a step expects can only be noticed when
 the step's deadline passes; the proofs shorten the engine's per-step deadline
@@ -83,12 +83,14 @@ PROOFS: dict[str, list[Proof]] = {
     ],
     "auth.sasl.abort": [
         Proof("wrong-condition-abort", "expect alice: <aborted/>", "not-authorized"),
+        Proof("ignore-abort", "authenticate alice", "did not answer <abort/>"),
     ],
     "auth.sasl.external-client-cert": [
         Proof("external-no-cert-request", "authenticate alice", "not-authorized"),
     ],
     "auth.sasl.incorrect-encoding": [
-        Proof("wrong-condition-incorrect-encoding", "expect alice: <incorrect-encoding/>", "malformed-request"),
+        Proof("wrong-condition-incorrect-encoding", "expect alice: <incorrect-encoding/>",
+              "malformed-request"),
     ],
     "auth.sasl.invalid-authzid": [
         Proof("accept-any-authzid", "authenticate alice", f"bob@{DOMAIN}"),
@@ -154,6 +156,7 @@ PROOFS: dict[str, list[Proof]] = {
     "auth.tls.stream-restart-after-tls": [
         Proof("starttls-offered-after-tls", "expect alice: m:absent", "starttls"),
         Proof("no-stream-id-after-tls", "expect alice: stream:stream", "id"),
+        Proof("no-restart-after-tls", "connect alice", "no new stream header"),
     ],
 }
 
@@ -165,24 +168,6 @@ GAPS: dict[str, str] = {
     "external-without-cert": "no scenario tries EXTERNAL (with an authzid) without a client "
     "certificate and expects a failure",
 }
-
-# Flaws a scenario should catch as `fail`, but that the harness currently reports as `error`
-# (tested below with strict xfail: once they fail, move them into PROOFS).
-NOT_YET_FAILING: dict[str, tuple[str, str]] = {
-    "ignore-abort": (
-        "auth.sasl.abort",
-        "the raw actor's authenticate step turns a missing answer to <abort/> into 'target did "
-        "not answer SASL in time' (error), though the scenario's can_fail lists 'ignores <abort/> "
-        "(no answer)' as a failure",
-    ),
-    "no-restart-after-tls": (
-        "auth.tls.stream-restart-after-tls",
-        "the raw actor's connect step turns a missing stream header after TLS into 'target sent no "
-        "stream header in time' (error), though the scenario's can_fail lists 'sends no new stream "
-        "header and features after the TLS handshake' as a failure",
-    ),
-}
-
 
 # -- the scenarios -------------------------------------------------------------------------------
 
@@ -218,7 +203,9 @@ def find_step(scenario: Scenario, selector: str) -> tuple[int, Step]:
     fits = [
         (index, step)
         for index, step in enumerate(scenario.steps)
-        if step.action == action and (not actor or step.actor == actor.strip()) and text.strip() in repr(step.params)
+        if step.action == action
+        and (not actor or step.actor == actor.strip())
+        and text.strip() in repr(step.params)
     ]
     if len(fits) != 1:
         where = ", ".join(step.describe(i) for i, step in fits) or "none"
@@ -284,7 +271,9 @@ def long_proofs(request: pytest.FixtureRequest, pki: Pki, services: DoubleServic
     for case in selected:
         if case.proof is not None and case.proof.long and case.scenario_id in SCENARIOS:
             workdir = tmp_path_factory.mktemp("long-proof")
-            future = pool.submit(run_against, SCENARIOS[case.scenario_id], pki, services, case.proof.flaws, workdir)
+            future = pool.submit(
+                run_against, SCENARIOS[case.scenario_id], pki, services, case.proof.flaws, workdir
+            )
             started[case.id] = (future, workdir)
     yield started
     pool.shutdown(wait=True, cancel_futures=True)
@@ -323,17 +312,19 @@ def test_fails_against_the_flawed_double(case: Case, pki: Pki, services: DoubleS
         run = run_against(scenario, pki, services, proof.flaws, workdir)
     assert run.verdict.outcome is Outcome.FAIL, explain(run, workdir)
     prefix = step.describe(index) + ":"
-    assert run.verdict.reason.startswith(prefix), f"expected the failure at {prefix}\n" + explain(run, workdir)
-    assert proof.says in run.verdict.reason, f"expected {proof.says!r} in the reason\n" + explain(run, workdir)
+    where = f"expected the failure at {prefix}\n"
+    assert run.verdict.reason.startswith(prefix), where + explain(run, workdir)
+    says = f"expected {proof.says!r} in the reason\n"
+    assert proof.says in run.verdict.reason, says + explain(run, workdir)
 
 
 def test_every_flaw_is_accounted_for() -> None:
     """Each flaw of the double proves a scenario, or is a known gap, or a known error."""
     used = {flaw for proofs in PROOFS.values() for proof in proofs for flaw in proof.flaws}
-    unknown = sorted((used | GAPS.keys() | NOT_YET_FAILING.keys()) - FLAWS.keys())
+    unknown = sorted((used | GAPS.keys()) - FLAWS.keys())
     assert not unknown, f"not flaws of the double: {unknown}"
-    unaccounted = sorted(FLAWS.keys() - used - GAPS.keys() - NOT_YET_FAILING.keys())
-    assert not unaccounted, f"flaws neither in PROOFS, GAPS nor NOT_YET_FAILING: {unaccounted}"
+    unaccounted = sorted(FLAWS.keys() - used - GAPS.keys())
+    assert not unaccounted, f"flaws neither in PROOFS nor GAPS: {unaccounted}"
     stale = sorted(PROOFS.keys() - SCENARIOS.keys())
     assert not stale, f"PROOFS for scenarios that do not exist (renamed?): {stale}"
 
@@ -349,16 +340,6 @@ def test_every_allowed_server_policy_passes(policy: str, registration: str, pki:
         workdir = tmp_path / scenario_id
         run = run_against(SCENARIOS[scenario_id], pki, services, (), workdir, **config)
         assert run.verdict.outcome is Outcome.PASS, f"{scenario_id} {config}: " + explain(run, workdir)
-
-
-@pytest.mark.parametrize("flaw", sorted(NOT_YET_FAILING))
-@pytest.mark.xfail(strict=True, reason="reported as error, not fail (see NOT_YET_FAILING); when this "
-                   "passes, move the flaw into PROOFS")
-def test_not_yet_failing(flaw: str, pki: Pki, services: DoubleServices, tmp_path: Path) -> None:
-    scenario_id, _why = NOT_YET_FAILING[flaw]
-    run = run_against(SCENARIOS[scenario_id], pki, services, (flaw,), tmp_path)
-    assert run.verdict.outcome is Outcome.ERROR, explain(run, tmp_path)  # the state of affairs
-    assert run.verdict.outcome is Outcome.FAIL, explain(run, tmp_path)
 
 
 # -- the command line, through the external driver -----------------------------------------------
@@ -388,5 +369,6 @@ def test_cli_exit_codes_against_the_double(pki: Pki, tmp_path: Path) -> None:
         transcript = f"exit {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
         assert done.returncode == code, transcript
         run = read_results(out / "results.json")
-        assert [(i.scenario_id, i.outcome) for i in run.items] == [("auth.sasl.wrong-password", outcome)], transcript
+        verdicts = [(i.scenario_id, i.outcome) for i in run.items]
+        assert verdicts == [("auth.sasl.wrong-password", outcome)], transcript
         assert [(t["name"], t["driver"]) for t in run.targets] == [(f"double-{name}", "external")], transcript

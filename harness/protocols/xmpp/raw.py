@@ -270,9 +270,14 @@ class RawXmppActor(XmppActor):
             f"xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAM}'>"
         )
 
-    async def _open_stream(self, to: str | None, deadline: float, expect_stream_error: bool = False) -> bool:
+    async def _open_stream(
+        self, to: str | None, deadline: float, expect_stream_error: bool = False, restart: bool = False
+    ) -> bool:
         """(Re)start the stream: send a header, read the server's header and features.
-        Returns False when the server ended the stream instead (allowed by ``expect_stream_error``)."""
+        Returns False when the server ended the stream instead (allowed by ``expect_stream_error``).
+
+        On a restart (after TLS or SASL) the server MUST answer with a new stream (RFC 6120
+        §5.4.3.3, §6.4.6): silence there is the target's failure, not a timeout of the check."""
         self._parser.reset()
         self._inbox.new_stream()
         self.header = None
@@ -294,6 +299,9 @@ class RawXmppActor(XmppActor):
                     f"server closed the connection when the stream was opened ({self._closed_summary()})"
                 )
             waited = "stream header" if self.header is None else "stream features"
+            if restart:
+                raise Failed(f"server sent no new {waited} after the stream restart; "
+                             f"got {self._received_summary()}")
             raise HarnessError(f"target sent no {waited} in time; got {self._received_summary()}")
         if self.header is not None and self.header.tag != STREAM_TAG:
             raise Failed(f"server answered with <{short_tag(self.header.tag)}>, not a stream header")
@@ -450,7 +458,7 @@ class RawXmppActor(XmppActor):
             return
         if expect_tls_failure:
             raise Failed(f"server accepted TLS {self.tls_info and self.tls_info['version']}")
-        await self._open_stream(to, deadline)
+        await self._open_stream(to, deadline, restart=True)
 
     def _ssl_object(self) -> ssl.SSLObject | None:
         if self._writer is None:
@@ -533,6 +541,8 @@ class RawXmppActor(XmppActor):
                 if self._conn_lost:
                     outcome = "closed"
                     break
+                if aborted:  # RFC 6120 §6.4.4: the server MUST answer <abort/> with <failure><aborted/>
+                    raise Failed(f"server did not answer <abort/>; got {self._received_summary()}")
                 raise HarnessError(
                     f"target did not answer SASL {mechanism} in time; got {self._received_summary()}"
                 )
@@ -634,7 +644,7 @@ class RawXmppActor(XmppActor):
     async def _bind(
         self, resource: str | None, deadline: float, answer_left_for_expect: bool = False
     ) -> None:
-        await self._open_stream(self._to, deadline)
+        await self._open_stream(self._to, deadline, restart=True)
         assert self.features is not None
         if self.features.find(f"{{{NS_BIND}}}bind") is None:
             raise Failed("server offers no resource binding after authentication")
