@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from harness.plugin import PROJECT_ROOT, new_run_id
-from harness.report.matrix import render_matrix, write_reports
+from harness.report import write_reports
+from harness.report.matrix import render_matrix
 from harness.results import ResultsError, exit_code, read_results
 from harness.scenario.loader import load_all, scenario_files
 from harness.targets.local import is_installed, package_version

@@ -22,7 +22,7 @@ import pytest
 import harness
 from harness.baseline import Baselines
 from harness.engine import item_id, run_item, safe_name
-from harness.report.matrix import write_reports
+from harness.report import write_reports
 from harness.results import ItemResult, RunRecord, TargetRecord, utc_timestamp, write_results
 from harness.scenario.loader import ScenarioError, load_scenario
 from harness.scenario.model import Scenario
@@ -246,8 +246,10 @@ class ScenarioItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, VerdictFailure):
             v = excinfo.value.verdict
-            return (f"{v.outcome.value}: {v.reason}\n  scenario: {self.scenario.path}\n"
-                    f"  spec: {self.scenario.spec_ref}")
+            return (
+                f"{v.outcome.value}: {v.reason}\n  scenario: {self.scenario.path}\n"
+                f"  spec: {self.scenario.spec_ref}"
+            )
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int, str]:

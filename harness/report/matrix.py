@@ -17,7 +17,6 @@ from __future__ import annotations
 import shlex
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from pathlib import Path
 
 from tabulate import tabulate
 
@@ -35,7 +34,6 @@ __all__ = [
     "score",
     "spec_text",
     "truncate",
-    "write_reports",
 ]
 
 REASON_MAX = 140
@@ -355,12 +353,3 @@ def render_matrix(run: RunRecord) -> str:
         ]
     lines += [""] + _legend()
     return "\n".join(lines) + "\n"
-
-
-def write_reports(run: RunRecord, run_dir: Path) -> list[Path]:
-    """Write the reports of ``run`` into ``run_dir``; returns the files written (for now ``matrix.md``)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    matrix = run_dir / "matrix.md"
-    matrix.write_text(render_matrix(run), encoding="utf-8")
-    return [matrix]

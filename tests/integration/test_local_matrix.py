@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -44,6 +46,12 @@ def test_reports_on_disk(auth_run):
     assert len(allure) == len(auth_run.run.items)
     attached = json.loads(allure[0].read_text()).get("attachments", [])
     assert attached, "allure results carry the evidence as attachments"
+    index = (out / "index.html").read_text()
+    for item in auth_run.run.items:
+        if item.evidence:
+            folder = Path(next(iter(item.evidence.values()))).parent
+            assert f'href="{folder}/index.html"' in index
+            assert (out / folder / "index.html").is_file()
 
 
 def test_evidence_per_item(auth_run):
@@ -89,3 +97,22 @@ def test_no_process_or_mount_left(auth_run):
                 continue
     assert left == []
     assert str(auth_run.work) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_a_knob_changes_the_verdict_and_is_recorded(tmp_path):
+    """A real target's knob is the known-bad configuration: prosody without required TLS fails
+    auth.tls.starttls-required, and the cell records the knob it ran with."""
+    from tests.integration.conftest import interop
+
+    work = Path(tempfile.mkdtemp(prefix="interop-test-"))
+    work.chmod(0o755)
+    try:
+        result = interop(["--targets", "prosody", "--scenario", "auth.tls.starttls-required",
+                          "--knob", "prosody:c2s_require_encryption=false"], tmp_path / "out", work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    (item,) = result.run.items
+    assert item.outcome == "fail", item.reason
+    assert "accepted" in item.reason
+    assert item.targets[0].knobs["c2s_require_encryption"] == "false"
+    assert result.run.selection["knobs"] == {"prosody": {"c2s_require_encryption": "false"}}

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from harness.report import write_reports
 from harness.report.matrix import (
     NOT_RUN,
     REASON_MAX,
@@ -16,7 +17,6 @@ from harness.report.matrix import (
     score,
     spec_text,
     truncate,
-    write_reports,
 )
 from harness.results import ItemResult, RunRecord, TargetRecord
 
@@ -463,9 +463,11 @@ def test_empty_run():
 
 def test_write_reports(tmp_path):
     run = make_run()
-    written = write_reports(run, tmp_path / "reports" / "run-42")
-    assert written == [tmp_path / "reports" / "run-42" / "matrix.md"]
+    out = tmp_path / "reports" / "run-42"
+    written = write_reports(run, out)
+    assert written[:2] == [out / "matrix.md", out / "index.html"]
     assert written[0].read_text(encoding="utf-8") == render_matrix(run)
+    assert all(p.is_file() for p in written)
 
 
 def test_the_test_run_is_a_valid_record(tmp_path):

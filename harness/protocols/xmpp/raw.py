@@ -73,6 +73,7 @@ from harness.protocols.xmpp.sasl import (
     b64decode,
     external_message,
     plain_message,
+    tampered,
 )
 from harness.protocols.xmpp.sasl import channel_binding as choose_channel_binding
 from harness.protocols.xmpp.streamlog import StreamLog
@@ -126,6 +127,12 @@ class RawXmppActor(XmppActor):
                 "resource": {"type": "string"},
                 "abort": {"type": "boolean", "default": False},
                 "channel_binding": {"enum": ["tls-server-end-point", "tls-unique", "tls-exporter"]},
+                "tamper_channel_binding": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "-PLUS: send the channel binding data with every byte XORed (same type, "
+                    "wrong bytes); a server that validates c= must refuse",
+                },
                 "gs2_flag": {"enum": ["n", "y"]},
                 "within": WITHIN_SCHEMA,
             }
@@ -300,8 +307,9 @@ class RawXmppActor(XmppActor):
                 )
             waited = "stream header" if self.header is None else "stream features"
             if restart:
-                raise Failed(f"server sent no new {waited} after the stream restart; "
-                             f"got {self._received_summary()}")
+                raise Failed(
+                    f"server sent no new {waited} after the stream restart; got {self._received_summary()}"
+                )
             raise HarnessError(f"target sent no {waited} in time; got {self._received_summary()}")
         if self.header is not None and self.header.tag != STREAM_TAG:
             raise Failed(f"server answered with <{short_tag(self.header.tag)}>, not a stream header")
@@ -481,9 +489,16 @@ class RawXmppActor(XmppActor):
         abort: bool = False,
         channel_binding: str | None = None,
         gs2_flag: str | None = None,
+        tamper_channel_binding: bool = False,
         within: float | None = None,
     ) -> None:
         self._require_connection("authenticate")
+        if tamper_channel_binding and (
+            payload is not None or not (mechanism.startswith("SCRAM-") and mechanism.endswith("-PLUS"))
+        ):
+            raise HarnessError(
+                "authenticate: tamper_channel_binding needs a SCRAM -PLUS mechanism and no payload"
+            )
         if expect not in ("success", "failure", "any"):
             raise HarnessError(f"authenticate: expect must be success, failure or any, not {expect!r}")
         if self._conn_lost:
@@ -515,6 +530,11 @@ class RawXmppActor(XmppActor):
             cb_type, cb_data = (None, None)
             if mechanism.endswith("-PLUS"):
                 cb_type, cb_data = self._channel_binding(mechanism, channel_binding)
+                if tamper_channel_binding:
+                    cb_data = tampered(cb_data)
+                    self._log.event(
+                        f"{cb_type} channel binding data altered on purpose (every byte XORed with 0xff)"
+                    )
             scram = Scram(mechanism, user, secret, authzid, cb_type, cb_data, gs2_flag)
             initial = b64(scram.client_first())
         elif mechanism == "EXTERNAL":

@@ -200,6 +200,12 @@ def channel_binding(
     raise HarnessError(f"unknown channel binding type {cb_type!r}")
 
 
+def tampered(cb_data: bytes) -> bytes:
+    """Channel binding data of the same type and length but wrong: every byte XORed with 0xff
+    (for checking that the server validates c=, RFC 5802 §6)."""
+    return bytes(b ^ 0xFF for b in cb_data)
+
+
 # ---------------------------------------------------------------------------------------------
 # Payloads
 # ---------------------------------------------------------------------------------------------
