@@ -99,9 +99,6 @@ def _hint(error: jsonschema.ValidationError) -> str:
         return f"{where}: {error.instance!r} does not have the expected form ({error.validator_value})"
     if error.validator in ("maxProperties", "minProperties") and where.startswith("steps"):
         return f"{where}: a step is one action mapping, e.g. '- send: {{actor: alice, xml: ...}}'"
-    if error.validator == "propertyNames" and where.startswith("steps"):
-        actions = "connect, authenticate, send, expect, expect-any, expect-nothing, disconnect"
-        return f"{where}: unknown action; use one of {actions}"
     return f"{where}: {error.message}"
 
 
@@ -228,7 +225,7 @@ def _check_step(
     lines: dict[tuple[Any, ...], int],
 ) -> list[Problem]:
     """Problems of one step (or one alternative of an expect-any step) against its actor's kind."""
-    line = _line_of(lines, at)
+    line = _line_of(lines, at[:2] if len(at) == 3 else at)  # the step's line, or the alternative's
     actor = actors.get(params["actor"])
     if actor is None:
         if params["actor"] in declared:
