@@ -5,4 +5,5 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$here/ci/setup.sh"
 cd "$here"
+"$here/.venv/bin/ruff" check harness tests
 exec "$here/.venv/bin/python" -m pytest "$@"

@@ -15,6 +15,7 @@ from typing import Any
 from harness import interrupts
 from harness.actors import Account
 from harness.environment.run_env import RunEnvironment, create_environment
+from harness.protocols import srv_records
 from harness.targets.external import ExternalTarget, load_target_file
 from harness.targets.local import LocalTarget, is_installed
 from harness.targets.running import LogCursor, RunningTarget
@@ -127,7 +128,9 @@ class Topology:
             self._env = create_environment(self.run_dir)
             for name, spec in self.specs.items():
                 self._addresses[name] = self._env.target_address()
-                self._env.add_name(f"{name}.test", self._addresses[name], spec.ports)
+                self._env.add_name(
+                    f"{name}.test", self._addresses[name], srv_records(spec.protocol, spec.ports)
+                )
             atexit.register(self.close)
             interrupts.install()
         return self._env

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import socket
 import socketserver
 import threading
@@ -24,14 +25,7 @@ from dnslib import AAAA, QTYPE, RCODE, RR, SRV, A, DNSLabel, DNSRecord
 from dnslib.server import DNSHandler, DNSLogger, DNSServer
 
 _log = logging.getLogger(__name__)
-
-#: The keys of ``add_host``'s ``xmpp_ports`` and the SRV service each one publishes.
-SRV_SERVICES: Mapping[str, str] = {
-    "c2s": "_xmpp-client._tcp",
-    "s2s": "_xmpp-server._tcp",
-    "c2s_tls": "_xmpps-client._tcp",
-    "s2s_tls": "_xmpps-server._tcp",
-}
+_SRV_LABEL = re.compile(r"_[a-z0-9-]+\._(tcp|udp)")
 
 _TTL = 0
 # A TCP client that connects and sends nothing must not hold a handler thread forever.
@@ -83,24 +77,24 @@ class RunDNS:
         self._lock = threading.Lock()
         self._records: dict[str, list[RR]] = {}
         self._hosts: dict[str, str] = {}
+        self._names: dict[str, list[str]] = {}  # domain -> the record names published for it
         self._servers: list[DNSServer] = []
 
-    def add_host(self, domain: str, address: str, *, xmpp_ports: Mapping[str, int] | None = None) -> None:
-        """Publish ``domain`` at ``address`` (A or AAAA), and SRV records for its XMPP ports.
+    def add_host(self, domain: str, address: str, *, srv: Mapping[str, int] | None = None) -> None:
+        """Publish ``domain`` at ``address`` (A or AAAA), and an SRV record per service label.
 
-        ``xmpp_ports`` keys are those of :data:`SRV_SERVICES` (c2s, s2s, c2s_tls, s2s_tls).
-        Registering a domain again replaces all its records, also while the responder runs.
+        ``srv`` maps service labels (``_xmpp-client._tcp``: the protocol family knows its own)
+        to ports. Registering a domain again replaces all its records, also while running.
         """
-        ports = dict(xmpp_ports or {})
-        unknown = set(ports) - set(SRV_SERVICES)
-        if unknown:
-            raise ValueError(f"unknown xmpp_ports keys {sorted(unknown)}; known: {sorted(SRV_SERVICES)}")
+        for label in srv or {}:
+            if not _SRV_LABEL.fullmatch(label):
+                raise ValueError(f"SRV label {label!r} is not of the form _service._proto")
         domain = _key(domain)
         ip = ipaddress.ip_address(address)
         rdata = A(str(ip)) if ip.version == 4 else AAAA(str(ip))
         records = {domain: [RR(domain, QTYPE.A if ip.version == 4 else QTYPE.AAAA, rdata=rdata, ttl=_TTL)]}
-        for kind, port in ports.items():
-            name = f"{SRV_SERVICES[kind]}.{domain}"
+        for label, port in (srv or {}).items():
+            name = f"{label}.{domain}"
             records[name] = [
                 RR(name, QTYPE.SRV, rdata=SRV(priority=0, weight=0, port=port, target=domain), ttl=_TTL)
             ]
@@ -108,6 +102,7 @@ class RunDNS:
             self._drop(domain)
             self._records.update(records)
             self._hosts[domain] = str(ip)
+            self._names[domain] = list(records)
 
     def remove_host(self, domain: str) -> None:
         """Withdraw a domain and its SRV records: from now on it is NXDOMAIN."""
@@ -116,8 +111,8 @@ class RunDNS:
 
     def _drop(self, domain: str) -> None:
         self._hosts.pop(domain, None)
-        for service in SRV_SERVICES.values():
-            self._records.pop(f"{service}.{domain}", None)
+        for name in self._names.pop(domain, []):
+            self._records.pop(name, None)
         self._records.pop(domain, None)
 
     def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.environment.dns import SRV_SERVICES, RunDNS
+from harness.environment.dns import RunDNS
 from harness.environment.pki import CertificateAuthority
 from harness.verdict import HarnessError
 
@@ -56,10 +56,9 @@ class RunEnvironment:
         """A fresh client source address, round robin: spreads per-address limits (fail2ban)."""
         return f"127.{self.block}.1.{next(self._next_source) % 254 + 1}"
 
-    def add_name(self, domain: str, address: str, ports: dict[str, int]) -> None:
+    def add_name(self, domain: str, address: str, srv: dict[str, int]) -> None:
         """Make ``domain`` resolve for every target (DNS A/SRV and the private hosts file)."""
-        srv = {name: port for name, port in ports.items() if name in SRV_SERVICES}
-        self.dns.add_host(domain, address, xmpp_ports=srv)
+        self.dns.add_host(domain, address, srv=srv)
         self.dns.write_hosts(self.hosts_file)
 
     def close(self) -> None:

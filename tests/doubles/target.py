@@ -72,8 +72,9 @@ class DoubleServices:
 
     def __init__(self, pki: Pki) -> None:
         if pki.ca is None:
-            raise ValueError("DoubleServices needs a PKI made with pki_from_ca (it issues client "
-                             "certificates)")
+            raise ValueError(
+                "DoubleServices needs a PKI made with pki_from_ca (it issues client certificates)"
+            )
         self.ca = pki.ca
 
     def source_address(self, target: RunningTarget) -> str | None:

@@ -126,8 +126,7 @@ FLAWS: dict[str, str] = {
     "without a stream error, RFC 6120 §6.4.5",
     "external-no-cert-request": "EXTERNAL is offered but no client certificate is requested in the "
     "TLS handshake, so every EXTERNAL attempt fails, XEP-0178 §2",
-    "external-without-cert": "EXTERNAL with an authzid succeeds without any client certificate, "
-    "XEP-0178",
+    "external-without-cert": "EXTERNAL with an authzid succeeds without any client certificate, XEP-0178",
     # -- binding and stanzas --------------------------------------------------------------------
     "no-server-resource": "an empty <bind/> gets <bad-request/>: no server-generated resource, RFC 6120 §7.6",
     "duplicate-resources": "two sessions may hold the same full JID, RFC 6120 §7.7.2.2",
@@ -251,8 +250,15 @@ def pki_from_ca(directory: Path, domain: str, wrong_name: str = "wrong-name.test
         serialization.Encoding.DER
     )
     return Pki(
-        ca.cert_path, server.chain_path, server.key_path, der, client.cert_path, client.key_path,
-        wrong.chain_path, wrong.key_path, ca,
+        ca.cert_path,
+        server.chain_path,
+        server.key_path,
+        der,
+        client.cert_path,
+        client.key_path,
+        wrong.chain_path,
+        wrong.key_path,
+        ca,
     )
 
 
@@ -454,8 +460,10 @@ class XmppDouble:
         self.ports["c2s"] = server.sockets[0].getsockname()[1]
         if cfg.direct_tls:
             plaintext = cfg.has("direct-tls-plaintext")
-            tls_ctx = None if plaintext else self.ssl_context(
-                alpn=True, wrong_name=cfg.has("direct-tls-wrong-cert")
+            tls_ctx = (
+                None
+                if plaintext
+                else self.ssl_context(alpn=True, wrong_name=cfg.has("direct-tls-wrong-cert"))
             )
             tls_server = await asyncio.start_server(
                 functools.partial(self._handle, direct=not plaintext), self.host, 0, ssl=tls_ctx
@@ -588,8 +596,14 @@ def _saslname(value: str) -> str | None:
 
 
 class _Connection:
-    def __init__(self, server: XmppDouble, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 tls: bool, number: int) -> None:
+    def __init__(
+        self,
+        server: XmppDouble,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls: bool,
+        number: int,
+    ) -> None:
         self.server = server
         self.cfg = server.config
         self.reader = reader
@@ -692,7 +706,8 @@ class _Connection:
             features.append(f"<bind xmlns='{NS_BIND}'/>")
         else:
             offer_starttls = (not self.tls and cfg.starttls_offered) or (
-                self.tls and (
+                self.tls
+                and (
                     (self.direct and cfg.has("starttls-inside-direct-tls"))
                     or (not self.direct and cfg.has("starttls-offered-after-tls"))
                 )
@@ -918,7 +933,7 @@ class _Connection:
         ssl_obj = self.writer.get_extra_info("ssl_object")
         if cb_type == "tls-unique" and ssl_obj is not None and ssl_obj.version() != "TLSv1.3":
             data = ssl_obj.get_channel_binding("tls-unique")
-            return (data[::-1] if flawed and data else data)
+            return data[::-1] if flawed and data else data
         return None
 
     async def scram_first(self, mechanism: str, data: bytes) -> None:
@@ -939,8 +954,11 @@ class _Connection:
             return
         authzid = _saslname(authz[2:]) if authz else None
         attrs = bare.split(",")
-        if len(attrs) < 2 or not attrs[0].startswith("n=") or not attrs[1].startswith("r=") or (
-            authz and authzid is None
+        if (
+            len(attrs) < 2
+            or not attrs[0].startswith("n=")
+            or not attrs[1].startswith("r=")
+            or (authz and authzid is None)
         ):
             await self.sasl_failure("malformed-request")
             return
@@ -965,8 +983,19 @@ class _Connection:
         salt = self.server.salt(user)
         server_first = f"r={nonce},s={base64.b64encode(salt).decode()},i={cfg.scram_iterations}"
         hash_name = mechanism.removesuffix("-PLUS")[len("SCRAM-") :].lower().replace("-", "")
-        self.scram = _Scram(mechanism, hash_name, plus, f"{flag},{authz},".encode(), authzid, user, bare,
-                            server_first, nonce, salt, cb_type)
+        self.scram = _Scram(
+            mechanism,
+            hash_name,
+            plus,
+            f"{flag},{authz},".encode(),
+            authzid,
+            user,
+            bare,
+            server_first,
+            nonce,
+            salt,
+            cb_type,
+        )
         await self.send(
             f"<challenge xmlns='{NS_SASL}'>{base64.b64encode(server_first.encode()).decode()}</challenge>"
         )

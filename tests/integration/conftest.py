@@ -37,11 +37,22 @@ class InteropRun:
 def interop(args: list[str], out: Path, work: Path, timeout: float = 1800) -> InteropRun:
     """Run ``interop run`` in a child process with its own run and work directories."""
     env = dict(os.environ, INTEROP_WORKDIR=str(work))
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--out", str(out), *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--out", str(out), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     results = out / "results.json"
-    return InteropRun(proc.returncode, out, work, proc.stdout + proc.stderr,
-                      read_results(results) if results.exists() else None)
+    return InteropRun(
+        proc.returncode,
+        out,
+        work,
+        proc.stdout + proc.stderr,
+        read_results(results) if results.exists() else None,
+    )
 
 
 @pytest.fixture
@@ -58,8 +69,9 @@ def auth_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropRun]:
     base = tmp_path_factory.mktemp("auth-matrix")
     work = Path(tempfile.mkdtemp(prefix="interop-test-"))
     work.chmod(0o755)
-    result = interop(["--category", "authentication", "--targets", ",".join(LOCAL_TARGETS)],
-                     base / "out", work)
+    result = interop(
+        ["--category", "authentication", "--targets", ",".join(LOCAL_TARGETS)], base / "out", work
+    )
     assert result.run is not None, f"no results.json; interop printed:\n{result.stdout[-4000:]}"
     yield result
     shutil.rmtree(work, ignore_errors=True)

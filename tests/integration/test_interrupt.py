@@ -32,9 +32,22 @@ def test_stopped_run_cleans_up(tmp_path: Path, work_dir: Path, sig: signal.Signa
     env = dict(os.environ, INTEROP_WORKDIR=str(work))
     # retry-limit keeps a target busy long enough on servers without a limit; any item would do.
     child = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "--targets", "prosody,ejabberd",
-         "--category", "authentication", "--out", str(tmp_path / "out")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--targets",
+            "prosody,ejabberd",
+            "--category",
+            "authentication",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120

@@ -69,14 +69,20 @@ def test_evidence_per_item(auth_run):
 
 def test_passwords_never_reach_reports(auth_run):
     """Neither the password nor a SASL PLAIN payload carrying it is in any report or evidence file."""
-    accounts = [line.split(" ", 1) for path in auth_run.work.glob("targets/*/accounts.txt")
-                for line in path.read_text().splitlines()]
+    accounts = [
+        line.split(" ", 1)
+        for path in auth_run.work.glob("targets/*/accounts.txt")
+        for line in path.read_text().splitlines()
+    ]
     assert accounts, "the run created accounts"
     needles = []
     for jid, password in accounts:
         user = jid.split("@")[0]
-        needles += [password.encode(), base64.b64encode(f"\0{user}\0{password}".encode()),
-                    base64.b64encode(f"{jid}\0{user}\0{password}".encode())]
+        needles += [
+            password.encode(),
+            base64.b64encode(f"\0{user}\0{password}".encode()),
+            base64.b64encode(f"{jid}\0{user}\0{password}".encode()),
+        ]
     leaks = []
     for path in auth_run.out.rglob("*"):
         if path.is_file():
@@ -107,8 +113,18 @@ def test_a_knob_changes_the_verdict_and_is_recorded(tmp_path):
     work = Path(tempfile.mkdtemp(prefix="interop-test-"))
     work.chmod(0o755)
     try:
-        result = interop(["--targets", "prosody", "--scenario", "auth.tls.starttls-required",
-                          "--knob", "prosody:c2s_require_encryption=false"], tmp_path / "out", work)
+        result = interop(
+            [
+                "--targets",
+                "prosody",
+                "--scenario",
+                "auth.tls.starttls-required",
+                "--knob",
+                "prosody:c2s_require_encryption=false",
+            ],
+            tmp_path / "out",
+            work,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     (item,) = result.run.items

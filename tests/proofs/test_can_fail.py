@@ -92,8 +92,9 @@ PROOFS: dict[str, list[Proof]] = {
         Proof("external-no-cert-request", "authenticate alice", "not-authorized"),
     ],
     "auth.sasl.incorrect-encoding": [
-        Proof("wrong-condition-incorrect-encoding", "expect alice: <incorrect-encoding/>",
-              "malformed-request"),
+        Proof(
+            "wrong-condition-incorrect-encoding", "expect alice: <incorrect-encoding/>", "malformed-request"
+        ),
     ],
     "auth.sasl.invalid-authzid": [
         Proof("accept-any-authzid", "authenticate alice", f"bob@{DOMAIN}"),
@@ -209,8 +210,10 @@ def find_step(scenario: Scenario, selector: str) -> tuple[int, Step]:
     ]
     if len(fits) != 1:
         where = ", ".join(step.describe(i) for i, step in fits) or "none"
-        pytest.fail(f"PROOFS of {scenario.id}: step selector {selector!r} fits {len(fits)} steps ({where}); "
-                    "it must name exactly one: update the selector to the scenario")
+        pytest.fail(
+            f"PROOFS of {scenario.id}: step selector {selector!r} fits {len(fits)} steps ({where}); "
+            "it must name exactly one: update the selector to the scenario"
+        )
     return fits[0]
 
 
@@ -236,12 +239,20 @@ def short_step_deadline() -> Iterator[None]:
     engine.STEP_TIMEOUT_S = saved
 
 
-def run_against(scenario: Scenario, pki: Pki, services: DoubleServices, flaws: tuple[str, ...],
-                workdir: Path, **config: Any) -> ItemRun:
+def run_against(
+    scenario: Scenario,
+    pki: Pki,
+    services: DoubleServices,
+    flaws: tuple[str, ...],
+    workdir: Path,
+    **config: Any,
+) -> ItemRun:
     """Run ``scenario`` with ``harness.engine.run_item`` against a fresh double with ``flaws``."""
     if len(scenario.roles) != 1:
-        pytest.fail(f"{scenario.id} needs {len(scenario.roles)} targets; the proofs start one double per "
-                    "item so far: extend run_against to start one per role")
+        pytest.fail(
+            f"{scenario.id} needs {len(scenario.roles)} targets; the proofs start one double per "
+            "item so far: extend run_against to start one per role"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     with running_double(pki, flaws, log_file=workdir / "double.log", **config) as target:
         return run_item(scenario, {role: target for role in scenario.roles}, workdir / "evidence", services)
@@ -250,19 +261,26 @@ def run_against(scenario: Scenario, pki: Pki, services: DoubleServices, flaws: t
 def explain(run: ItemRun, workdir: Path) -> str:
     log = workdir / "double.log"
     tail = "".join(log.read_text().splitlines(keepends=True)[-25:]) if log.exists() else "(no log)"
-    return (f"verdict {run.verdict.outcome.value}: {run.verdict.reason}\n"
-            f"evidence: {workdir / 'evidence'}\nthe double's log (tail):\n{tail}")
+    return (
+        f"verdict {run.verdict.outcome.value}: {run.verdict.reason}\n"
+        f"evidence: {workdir / 'evidence'}\nthe double's log (tail):\n{tail}"
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
-def long_proofs(request: pytest.FixtureRequest, pki: Pki, services: DoubleServices,
-                tmp_path_factory: pytest.TempPathFactory,
-                short_step_deadline: None) -> Iterator[dict[str, tuple[Future[ItemRun], Path]]]:
+def long_proofs(
+    request: pytest.FixtureRequest,
+    pki: Pki,
+    services: DoubleServices,
+    tmp_path_factory: pytest.TempPathFactory,
+    short_step_deadline: None,
+) -> Iterator[dict[str, tuple[Future[ItemRun], Path]]]:
     """Start the selected ``long`` proofs at once, in the background (see the module doc)."""
     selected = [
         item.callspec.params["case"]
         for item in request.session.items
-        if getattr(item, "module", None) is request.module and hasattr(item, "callspec")
+        if getattr(item, "module", None) is request.module
+        and hasattr(item, "callspec")
         and isinstance(item.callspec.params.get("case"), Case)
         and item.originalname == "test_fails_against_the_flawed_double"
     ]
@@ -288,20 +306,28 @@ def test_scenarios_load() -> None:
 
 
 @pytest.mark.parametrize("scenario_id", sorted(SCENARIOS))
-def test_passes_against_the_correct_double(scenario_id: str, pki: Pki, services: DoubleServices,
-                                           tmp_path: Path) -> None:
+def test_passes_against_the_correct_double(
+    scenario_id: str, pki: Pki, services: DoubleServices, tmp_path: Path
+) -> None:
     run = run_against(SCENARIOS[scenario_id], pki, services, (), tmp_path)
     assert run.verdict.outcome is Outcome.PASS, explain(run, tmp_path)
     assert run.actors_connected
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_fails_against_the_flawed_double(case: Case, pki: Pki, services: DoubleServices, tmp_path: Path,
-                                         long_proofs: dict[str, tuple[Future[ItemRun], Path]]) -> None:
+def test_fails_against_the_flawed_double(
+    case: Case,
+    pki: Pki,
+    services: DoubleServices,
+    tmp_path: Path,
+    long_proofs: dict[str, tuple[Future[ItemRun], Path]],
+) -> None:
     proof = case.proof
     if proof is None:
-        pytest.fail(f"no proof for scenario {case.scenario_id}: add one to PROOFS in {__file__} (a flaw of "
-                    "tests/doubles/xmpp_server.py that makes it fail; add a flaw there if none fits)")
+        pytest.fail(
+            f"no proof for scenario {case.scenario_id}: add one to PROOFS in {__file__} (a flaw of "
+            "tests/doubles/xmpp_server.py that makes it fail; add a flaw there if none fits)"
+        )
     scenario = SCENARIOS[case.scenario_id]
     index, step = find_step(scenario, proof.step)
     if proof.long:
@@ -329,14 +355,18 @@ def test_every_flaw_is_accounted_for() -> None:
     assert not stale, f"PROOFS for scenarios that do not exist (renamed?): {stale}"
 
 
-@pytest.mark.parametrize(("policy", "registration"), [("override", "closed"), ("rename", "open"),
-                                                      ("refuse", "closed")])
-def test_every_allowed_server_policy_passes(policy: str, registration: str, pki: Pki,
-                                            services: DoubleServices, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("policy", "registration"), [("override", "closed"), ("rename", "open"), ("refuse", "closed")]
+)
+def test_every_allowed_server_policy_passes(
+    policy: str, registration: str, pki: Pki, services: DoubleServices, tmp_path: Path
+) -> None:
     """Where the rule leaves the server a choice, every allowed choice passes: the three
     resource-conflict behaviours of RFC 6120 §7.7.2.2, and open or closed registration."""
-    for scenario_id, config in (("auth.bind.resource-conflict", {"conflict_policy": policy}),
-                                ("auth.register.policy", {"registration": registration})):
+    for scenario_id, config in (
+        ("auth.bind.resource-conflict", {"conflict_policy": policy}),
+        ("auth.register.policy", {"registration": registration}),
+    ):
         workdir = tmp_path / scenario_id
         run = run_against(SCENARIOS[scenario_id], pki, services, (), workdir, **config)
         assert run.verdict.outcome is Outcome.PASS, f"{scenario_id} {config}: " + explain(run, workdir)
@@ -350,21 +380,48 @@ def test_cli_exit_codes_against_the_double(pki: Pki, tmp_path: Path) -> None:
     correct, exit 1 and ``fail`` (a MUST) when it accepts any password."""
     for flaws, code, outcome in (((), 0, "pass"), (("accept-any-password",), 1, "fail")):
         name = "accept-any-password" if flaws else "correct"
-        with running_double(pki, flaws, accounts={"alice": "alice-Secret-1", "bob": "bob-Secret-2"},
-                            log_file=tmp_path / f"{name}.double.log") as target:
+        with running_double(
+            pki,
+            flaws,
+            accounts={"alice": "alice-Secret-1", "bob": "bob-Secret-2"},
+            log_file=tmp_path / f"{name}.double.log",
+        ) as target:
             target_file = tmp_path / f"{name}.target.yaml"
-            target_file.write_text(yaml.safe_dump({
-                "name": f"double-{name}", "product": "xmpp-double", "version": "test",
-                "domain": target.domain, "host": target.address, "ports": dict(target.ports),
-                "ca_file": str(pki.ca_file),
-                "accounts": [{"user": "alice", "password": "alice-Secret-1"},
-                             {"user": "bob", "password": "bob-Secret-2"}],
-            }))
+            target_file.write_text(
+                yaml.safe_dump(
+                    {
+                        "name": f"double-{name}",
+                        "product": "xmpp-double",
+                        "version": "test",
+                        "domain": target.domain,
+                        "host": target.address,
+                        "ports": dict(target.ports),
+                        "ca_file": str(pki.ca_file),
+                        "accounts": [
+                            {"user": "alice", "password": "alice-Secret-1"},
+                            {"user": "bob", "password": "bob-Secret-2"},
+                        ],
+                    }
+                )
+            )
             out = tmp_path / f"run-{name}"
             done = subprocess.run(
-                [sys.executable, "-m", "harness.cli", "run", "--target-file", str(target_file),
-                 "--scenario", "auth.sasl.wrong-password", "--out", str(out)],
-                cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+                [
+                    sys.executable,
+                    "-m",
+                    "harness.cli",
+                    "run",
+                    "--target-file",
+                    str(target_file),
+                    "--scenario",
+                    "auth.sasl.wrong-password",
+                    "--out",
+                    str(out),
+                ],
+                cwd=PROJECT_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
         transcript = f"exit {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
         assert done.returncode == code, transcript

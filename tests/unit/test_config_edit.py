@@ -10,18 +10,31 @@ LUA = 'pidfile = "/run/prosody/prosody.pid"\ninterfaces = { "*" }\nVirtualHost "
 
 
 def test_format_follows_file_name():
-    assert [file_format(n) for n in ("a.yml", "b.yaml", "c.xml", "d.cfg.lua")] == ["yaml", "yaml", "xml", "text"]
+    assert [file_format(n) for n in ("a.yml", "b.yaml", "c.xml", "d.cfg.lua")] == [
+        "yaml",
+        "yaml",
+        "xml",
+        "text",
+    ]
 
 
 def test_text_replace_insert_append():
-    out = apply_edits(LUA, "text", [
-        {"replace": r'^pidfile = .*$', "with": 'pidfile = "/r/p.pid"', "count": 1},
-        {"insert_before": r'^VirtualHost', "text": 'interfaces = { "127.0.0.11" }'},
-        {"append": 'VirtualHost "a.test"'},
-    ], "x")
+    out = apply_edits(
+        LUA,
+        "text",
+        [
+            {"replace": r"^pidfile = .*$", "with": 'pidfile = "/r/p.pid"', "count": 1},
+            {"insert_before": r"^VirtualHost", "text": 'interfaces = { "127.0.0.11" }'},
+            {"append": 'VirtualHost "a.test"'},
+        ],
+        "x",
+    )
     assert out.splitlines() == [
-        'pidfile = "/r/p.pid"', 'interfaces = { "*" }', 'interfaces = { "127.0.0.11" }',
-        'VirtualHost "localhost"', 'VirtualHost "a.test"',
+        'pidfile = "/r/p.pid"',
+        'interfaces = { "*" }',
+        'interfaces = { "127.0.0.11" }',
+        'VirtualHost "localhost"',
+        'VirtualHost "a.test"',
     ]
 
 
@@ -42,14 +55,24 @@ def test_replacement_text_is_literal_not_a_regex_template():
 
 def test_yaml_set_delete_and_list_index():
     text = "hosts: [localhost]\nlisten:\n  - port: 5222\n    module: ejabberd_c2s\nmodules: {mod_a: {}, mod_b: {}}\n"
-    out = yaml.safe_load(apply_edits(text, "yaml", [
-        {"set": "hosts", "value": ["b.test"]},
-        {"set": "listen.0.ip", "value": "127.0.0.12"},
-        {"delete": "modules.mod_b"},
-        {"set": "listen.1", "value": {"port": 5223}},
-    ], "ejabberd.yml"))
-    assert out == {"hosts": ["b.test"], "listen": [{"port": 5222, "module": "ejabberd_c2s", "ip": "127.0.0.12"},
-                                                   {"port": 5223}], "modules": {"mod_a": {}}}
+    out = yaml.safe_load(
+        apply_edits(
+            text,
+            "yaml",
+            [
+                {"set": "hosts", "value": ["b.test"]},
+                {"set": "listen.0.ip", "value": "127.0.0.12"},
+                {"delete": "modules.mod_b"},
+                {"set": "listen.1", "value": {"port": 5223}},
+            ],
+            "ejabberd.yml",
+        )
+    )
+    assert out == {
+        "hosts": ["b.test"],
+        "listen": [{"port": 5222, "module": "ejabberd_c2s", "ip": "127.0.0.12"}, {"port": 5223}],
+        "modules": {"mod_a": {}},
+    }
 
 
 def test_yaml_missing_path_raises():
@@ -61,15 +84,20 @@ def test_yaml_missing_path_raises():
 
 def test_xml_set_attr_add_remove():
     text = "<c2s><id realm='' pemfile='/etc/x.pem'>localhost</id><local><ip>0.0.0.0</ip><port>5222</port></local></c2s>"
-    out = apply_edits(text, "xml", [
-        {"xml_set": "id", "value": "c.test"},
-        {"xml_attr": "id", "name": "pemfile", "value": "/run/c.pem"},
-        {"xml_set": "local/ip", "value": "127.0.0.13"},
-        {"xml_remove": "local/port"},
-        {"xml_add": "local", "element": "<ssl-port>5223</ssl-port>"},
-    ], "c2s.xml")
+    out = apply_edits(
+        text,
+        "xml",
+        [
+            {"xml_set": "id", "value": "c.test"},
+            {"xml_attr": "id", "name": "pemfile", "value": "/run/c.pem"},
+            {"xml_set": "local/ip", "value": "127.0.0.13"},
+            {"xml_remove": "local/port"},
+            {"xml_add": "local", "element": "<ssl-port>5223</ssl-port>"},
+        ],
+        "c2s.xml",
+    )
     assert out.startswith('<?xml version="1.0"?>')
-    assert "<id realm=\"\" pemfile=\"/run/c.pem\">c.test</id>" in out
+    assert '<id realm="" pemfile="/run/c.pem">c.test</id>' in out
     assert "<local><ip>127.0.0.13</ip><ssl-port>5223</ssl-port></local>" in out
 
 

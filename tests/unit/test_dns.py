@@ -11,6 +11,7 @@ import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from harness.environment.dns import RunDNS
+from harness.protocols import srv_records
 
 ADDRESS = "127.0.0.10"
 
@@ -40,7 +41,8 @@ def ask(dns: RunDNS, name: str, qtype: str, *, tcp: bool = False) -> DNSRecord:
 
 @pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
 def test_a_and_srv_records(dns: RunDNS, tcp: bool) -> None:
-    dns.add_host("a.test", "127.0.0.11", xmpp_ports={"c2s": 5222, "s2s": 5269, "c2s_tls": 5223})
+    ports = {"c2s": 5222, "s2s": 5269, "c2s_tls": 5223, "router": 5347}  # router: no SRV service
+    dns.add_host("a.test", "127.0.0.11", srv=srv_records("xmpp", ports))
 
     reply = ask(dns, "a.test", "A", tcp=tcp)
     assert reply.header.rcode == RCODE.NOERROR and reply.header.aa
@@ -72,7 +74,7 @@ def test_unknown_names_are_nxdomain_and_known_names_have_no_aaaa(dns: RunDNS, tc
 
 
 def test_records_change_while_running(dns: RunDNS) -> None:
-    dns.add_host("a.test", "127.0.0.11", xmpp_ports={"s2s": 5269})
+    dns.add_host("a.test", "127.0.0.11", srv={"_xmpp-server._tcp": 5269})
     assert str(ask(dns, "a.test", "A").rr[0].rdata) == "127.0.0.11"
 
     dns.add_host("a.test", "127.0.0.21")  # re-registering replaces, SRV included
@@ -99,8 +101,8 @@ def test_stop_is_idempotent_and_releases_both_sockets(dns: RunDNS) -> None:
 
 
 def test_bad_input_is_refused(dns: RunDNS) -> None:
-    with pytest.raises(ValueError, match="unknown xmpp_ports"):
-        dns.add_host("a.test", "127.0.0.11", xmpp_ports={"c2s_starttls": 5222})
+    with pytest.raises(ValueError, match="is not of the form _service._proto"):
+        dns.add_host("a.test", "127.0.0.11", srv={"xmpp-client": 5222})
     with pytest.raises(ValueError):
         dns.add_host("a.test", "not-an-address")
     with pytest.raises(RuntimeError):

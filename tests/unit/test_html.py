@@ -13,21 +13,43 @@ def _run(tmp_path: Path) -> RunRecord:
     (tmp_path / folder).mkdir(parents=True)
     (tmp_path / folder / "alice.xmpp.log").write_text(f"S->C {HOSTILE}\n")
     (tmp_path / folder / "traffic.pcap").write_bytes(b"\xd4\xc3\xb2\xa1")
-    target = TargetRecord(name="prosody", product="prosody", version="0.12.3", driver="local",
-                          domain="prosody.test", address="127.0.0.11", knobs={"k": "v"})
+    target = TargetRecord(
+        name="prosody",
+        product="prosody",
+        version="0.12.3",
+        driver="local",
+        domain="prosody.test",
+        address="127.0.0.11",
+        knobs={"k": "v"},
+    )
     item = ItemResult(
-        item_id="auth.x[prosody]", scenario_id="auth.x", title="A title", category="authentication",
-        level="MUST", spec={"document": "RFC 6120", "section": "6.5.10", "quote": "the <quote>"},
-        targets=[target], outcome="fail", reason=f"got {HOSTILE}", duration_s=0.5,
+        item_id="auth.x[prosody]",
+        scenario_id="auth.x",
+        title="A title",
+        category="authentication",
+        level="MUST",
+        spec={"document": "RFC 6120", "section": "6.5.10", "quote": "the <quote>"},
+        targets=[target],
+        outcome="fail",
+        reason=f"got {HOSTILE}",
+        duration_s=0.5,
         started_at="2026-01-01T00:00:00Z",
         evidence={"alice.xmpp.log": f"{folder}/alice.xmpp.log", "pcap": f"{folder}/traffic.pcap"},
-        scenario_file="scenarios/authentication/auth.x.yaml", scenario_sha256="ab" * 32,
+        scenario_file="scenarios/authentication/auth.x.yaml",
+        scenario_sha256="ab" * 32,
         actors_connected=True,
     )
-    return RunRecord(run_id="r1", harness_version="0.1.0", started_at="2026-01-01T00:00:00Z",
-                     finished_at="2026-01-01T00:00:01Z", command=["interop", "run"], host={},
-                     selection={"targets": ["prosody"], "categories": [], "scenarios": [], "knobs": {}},
-                     targets=[target], items=[item])
+    return RunRecord(
+        run_id="r1",
+        harness_version="0.1.0",
+        started_at="2026-01-01T00:00:00Z",
+        finished_at="2026-01-01T00:00:01Z",
+        command=["interop", "run"],
+        host={},
+        selection={"targets": ["prosody"], "categories": [], "scenarios": [], "knobs": {}},
+        targets=[target],
+        items=[item],
+    )
 
 
 def test_cells_link_to_item_pages_with_inline_evidence(tmp_path):

@@ -23,11 +23,10 @@ def test_signal_inside_shield_is_delivered_after_the_block():
     interrupts.install()
     done = []
     try:
-        with pytest.raises(KeyboardInterrupt, match="SIGINT"):
-            with interrupts.shielded():
-                os.kill(os.getpid(), signal.SIGINT)
-                signal.sigtimedwait([], 0)
-                done.append("the block finished")
+        with pytest.raises(KeyboardInterrupt, match="SIGINT"), interrupts.shielded():
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.sigtimedwait([], 0)
+            done.append("the block finished")
         assert done == ["the block finished"]
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -210,7 +210,7 @@ def table_after(md: str, marker: str) -> list[dict[str, str]]:
     assert all(set(c) <= set("-:") for c in separator)
     for row in body:
         assert len(row) == len(header), (header, row)
-    return [dict(zip(header, row)) for row in body]
+    return [dict(zip(header, row, strict=True)) for row in body]
 
 
 def by_first_column(table: list[dict[str, str]]) -> dict[str, dict[str, str]]:

@@ -59,9 +59,19 @@ def test_a_valid_scenario_loads_with_its_step_lines(tmp_path):
     assert scenario.id == "auth.example.check" and scenario.level == "MUST"
     assert scenario.roles == {"server": {}}
     assert [s.action for s in scenario.steps] == [
-        "connect", "authenticate", "expect", "send", "expect-any", "disconnect"]
+        "connect",
+        "authenticate",
+        "expect",
+        "send",
+        "expect-any",
+        "disconnect",
+    ]
     assert [s.line for s in scenario.steps] == [17, 18, 19, 22, 23, 28]
-    assert scenario.steps[1].params == {"mechanism": "PLAIN", "password": "wrong-${random}", "expect": "failure"}
+    assert scenario.steps[1].params == {
+        "mechanism": "PLAIN",
+        "password": "wrong-${random}",
+        "expect": "failure",
+    }
     assert scenario.accounts == {"carol": "pässwörd"}
     assert scenario.spec_ref == "RFC 6120 §6.5.10"
     assert len(scenario.sha256) == 64
@@ -74,7 +84,8 @@ def test_schema_errors_name_the_line_and_the_allowed_values(tmp_path):
 
 def test_unknown_action_and_missing_key(tmp_path):
     text = GOOD.replace("  - disconnect: {actor: alice}", "  - sleep: {actor: alice}").replace(
-        "title: An example check that loads\n", "")
+        "title: An example check that loads\n", ""
+    )
     lines = problems(write(tmp_path, text))
     assert any(":1: top level: 'title' is a required property; add it" in p for p in lines), lines
     assert any(":27: steps.5: 'sleep' is not allowed; use one of connect" in p for p in lines), lines
@@ -83,13 +94,15 @@ def test_unknown_action_and_missing_key(tmp_path):
 def test_step_parameters_are_checked_against_the_actor_kind(tmp_path):
     path = write(tmp_path, GOOD.replace("tls: starttls", "tls: startls"))
     (line,) = problems(path)
-    assert line == (f"{path}:17: step 1 (connect): tls: 'startls' is not allowed; "
-                    "use one of starttls, direct, none")
+    assert line == (
+        f"{path}:17: step 1 (connect): tls: 'startls' is not allowed; use one of starttls, direct, none"
+    )
 
 
 def test_undeclared_actor_and_bad_placeholder(tmp_path):
     text = GOOD.replace("  - disconnect: {actor: alice}", "  - disconnect: {actor: bob}").replace(
-        "${carol.jid}", "${carol.jidd}")
+        "${carol.jid}", "${carol.jidd}"
+    )
     lines = problems(write(tmp_path, text))
     assert any(":22: step 4: ${carol.jidd}: an actor placeholder is ${carol.X}" in p for p in lines), lines
     assert any(":28: step 6: no actor 'bob'; actors: alice, carol" in p for p in lines), lines
@@ -105,8 +118,10 @@ def test_yaml_syntax_error_and_file_name(tmp_path):
     broken = write(tmp_path, GOOD.replace("level: MUST", "level: MUST: twice"))
     assert problems(broken)[0].startswith(f"{broken}:5: not valid YAML")
     renamed = write(tmp_path, GOOD, name="auth.other")
-    assert problems(renamed) == [f"{renamed}:1: id 'auth.example.check' differs from the file name; "
-                                 "name the file auth.example.check.yaml"]
+    assert problems(renamed) == [
+        f"{renamed}:1: id 'auth.example.check' differs from the file name; "
+        "name the file auth.example.check.yaml"
+    ]
 
 
 def test_duplicate_ids_across_files(tmp_path):

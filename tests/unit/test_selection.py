@@ -11,33 +11,58 @@ from harness.verdict import Outcome, Verdict
 
 
 def _spec(product: str, knobs: dict[str, Knob]) -> TargetSpec:
-    return TargetSpec(product=product, title=product, protocol="xmpp", folder=Path("/x") / product,
-                      package=None, user="nobody", ports={"c2s": 5222}, features=frozenset(), files=[],
-                      setup=[], processes=[], ready={}, accounts={}, version=None, logs=[], knobs=knobs)
+    return TargetSpec(
+        product=product,
+        title=product,
+        protocol="xmpp",
+        folder=Path("/x") / product,
+        package=None,
+        user="nobody",
+        ports={"c2s": 5222},
+        features=frozenset(),
+        files=[],
+        setup=[],
+        processes=[],
+        ready={},
+        accounts={},
+        version=None,
+        logs=[],
+        knobs=knobs,
+    )
 
 
 TLS = Knob("c2s_require_encryption", "", "true", {"false": [{"file": "f", "append": "x"}]})
 REG = Knob("registration", "", "closed", {"open": []})
-SPECS = {"a": _spec("a", {"c2s_require_encryption": TLS, "registration": REG}),
-         "b": _spec("b", {"c2s_require_encryption": TLS})}
+SPECS = {
+    "a": _spec("a", {"c2s_require_encryption": TLS, "registration": REG}),
+    "b": _spec("b", {"c2s_require_encryption": TLS}),
+}
 
 
 def test_unqualified_knob_applies_to_every_target_that_has_it():
     assert parse_knobs(["registration=open"], SPECS) == {"a": {"registration": "open"}, "b": {}}
     assert parse_knobs(["c2s_require_encryption=false"], SPECS) == {
-        "a": {"c2s_require_encryption": "false"}, "b": {"c2s_require_encryption": "false"}}
+        "a": {"c2s_require_encryption": "false"},
+        "b": {"c2s_require_encryption": "false"},
+    }
 
 
 def test_qualified_knob_applies_to_one_target():
-    assert parse_knobs(["b:c2s_require_encryption=false"], SPECS) == {"a": {}, "b": {"c2s_require_encryption": "false"}}
+    assert parse_knobs(["b:c2s_require_encryption=false"], SPECS) == {
+        "a": {},
+        "b": {"c2s_require_encryption": "false"},
+    }
 
 
-@pytest.mark.parametrize("option, message", [
-    ("registration", "write NAME=VALUE"),
-    ("nosuch=1", "no selected target has a knob 'nosuch'"),
-    ("c:registration=open", "no selected target 'c'"),
-    ("b:registration=open", "b has no knob 'registration'"),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("registration", "write NAME=VALUE"),
+        ("nosuch=1", "no selected target has a knob 'nosuch'"),
+        ("c:registration=open", "no selected target 'c'"),
+        ("b:registration=open", "b has no knob 'registration'"),
+    ],
+)
 def test_bad_knob_options_are_usage_errors(option, message):
     with pytest.raises(CatalogueError, match=message):
         parse_knobs([option], SPECS)

@@ -185,9 +185,9 @@ def test_error_position_is_relative_to_the_pattern() -> None:
 def test_describe_and_summarize() -> None:
     p = compile_pattern("<iq   type='result'>\n   <query/>\n</iq>")
     assert p.describe() == "<iq type='result'><query/></iq>"
-    assert compile_pattern("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><aborted/></failure>").describe() == (
-        "<failure><aborted/></failure>"
-    )
+    assert compile_pattern(
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><aborted/></failure>"
+    ).describe() == ("<failure><aborted/></failure>")
     assert len(compile_pattern("<iq id='" + "x" * 500 + "'/>").describe()) <= 160
     assert summarize(FEATURES) == "<stream:features [mechanisms,bind]>"
     assert summarize(closed_event("stream")) == "<m:closed what='stream'>"
