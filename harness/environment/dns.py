@@ -1,11 +1,12 @@
 """The run's own DNS responder: A and SRV records for the run's domains, NXDOMAIN for the rest.
 
 Servers resolve each other's domains for federation, and a hosts file alone is not enough:
-Prosody (libunbound) ignores /etc/hosts by default and jabberd2 asks for SRV records first,
-waiting over a minute per lookup when no DNS server answers. So every server process gets a
-private resolv.conf pointing here, and this responder answers every question at once from a
-record set the run controls, and can change while servers are running (a federation check may
-point a domain elsewhere mid-run). Records carry TTL 0 so no resolver keeps a stale answer.
+some servers resolve through their own DNS library and ignore /etc/hosts by default, others
+ask for SRV records first and wait over a minute per lookup when no DNS server answers. So
+every server process gets a private resolv.conf pointing here, and this responder answers
+every question at once from a record set the run controls, and can change while servers are
+running (a federation check may point a domain elsewhere mid-run). Records carry TTL 0 so no
+resolver keeps a stale answer.
 """
 
 from __future__ import annotations

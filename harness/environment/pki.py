@@ -9,7 +9,7 @@ other arguments, so the scenarios that must reject them use the same code path a
 that must accept the good ones.
 
 This is a throwaway PKI: every file it writes, private keys included, is mode 0644, because the
-servers read them as their own OS users (prosody, ejabberd, jabber), whose groups differ.
+servers read them as their own OS users (one per product), whose groups differ.
 Never point it at anything but a run directory.
 """
 
@@ -29,7 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 #: RFC 6120 section 13.7.1.4: the otherName that carries a JID (or a bare domain).
 ID_ON_XMPPADDR = ObjectIdentifier("1.3.6.1.5.5.7.8.5")
 
-# RSA rather than EC: jabberd2 and other old TLS stacks handle it everywhere.
+# RSA rather than EC: old TLS stacks among the servers handle it everywhere.
 _KEY_SIZE = 2048
 _FILE_MODE = 0o644
 _CA_LIFETIME = datetime.timedelta(days=365)
@@ -42,9 +42,9 @@ _CLOCK_SKEW = datetime.timedelta(hours=1)
 class IssuedCertificate:
     """Where an issued certificate's files are, in the layouts the servers want.
 
-    ``pem_path`` is key + certificate + CA certificate in one file (ejabberd's ``certfiles``,
-    jabberd2's ``pemfile``); ``chain_path`` is certificate + CA certificate (Prosody and
-    anything else that takes key and chain separately).
+    ``pem_path`` is key + certificate + CA certificate in one file (for servers that take one
+    combined file); ``chain_path`` is certificate + CA certificate (for servers that take key
+    and chain separately).
     """
 
     cert_path: Path
