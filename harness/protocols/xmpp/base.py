@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import abc
+import asyncio
 import re
 from typing import Any, ClassVar
 
 from harness.actors import Actor
-from harness.protocols.xmpp.inbox import WITHIN_SCHEMA
+from harness.protocols.xmpp.inbox import WITHIN_SCHEMA, Inbox
 from harness.protocols.xmpp.match import PatternError, compile_match
 from harness.protocols.xmpp.ports import PORT_SCHEMA
 from harness.protocols.xmpp.redact import redact_xml_text
@@ -27,12 +29,54 @@ CONNECT_PARAMS: dict[str, Any] = {
 
 
 class XmppActor(Actor):
+    """Shared by the XMPP kinds: every received element goes to ``self._inbox``, and the
+    ``expect`` / ``expect-nothing`` actions work on it the same way whatever the kind."""
+
     protocol = "xmpp"
     options_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "additionalProperties": False,
         "properties": {},
     }
+    _inbox: Inbox
+    _ids: int
+    _closing: bool  # the actor itself is closing the connection
+
+    @abc.abstractmethod
+    def _require_connection(self, action: str) -> None:
+        """Raise HarnessError when ``action`` comes before ``connect``."""
+
+    @abc.abstractmethod
+    async def _send_text(self, text: str, deadline: float | None = None) -> None:
+        """Write stream text (logged, redacted)."""
+
+    def _next_id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}-{self._ids}"
+
+    def _deadline(self, within: float | None) -> float:
+        return asyncio.get_running_loop().time() + (within if within is not None else self.ctx.step_timeout)
+
+    def _closed_summary(self) -> str:
+        return self._inbox.closed_summary(self._closing)
+
+    async def expect(self, match: str | list[str], within: float | None = None, consume: bool = True) -> None:
+        self._require_connection("expect")
+        wait = within if within is not None else self.ctx.step_timeout
+        await self._inbox.expect(match, self._deadline(within), wait, consume, self._closing)
+
+    async def expect_nothing(
+        self, match: str | list[str], barrier: str = "ping", within: float | None = None
+    ) -> None:
+        self._require_connection("expect-nothing")
+        await self._inbox.expect_nothing(
+            match,
+            barrier,
+            self._deadline(within),
+            self._send_text,
+            self._next_id("barrier") if barrier == "ping" and not self._inbox.closed else "",
+            self.ctx.target.domain,
+        )
 
     @classmethod
     def param_problems(cls, action: str, params: dict[str, Any]) -> list[str]:

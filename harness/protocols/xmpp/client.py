@@ -436,15 +436,8 @@ class ClientXmppActor(XmppActor):
             raise HarnessError(f"{action} before connect (actor {self.ctx.name} has no connection)")
         return self._xmpp
 
-    def _deadline(self, within: float | None) -> float:
-        return asyncio.get_running_loop().time() + (within if within is not None else self.ctx.step_timeout)
-
-    def _next_id(self, prefix: str) -> str:
-        self._ids += 1
-        return f"{prefix}-{self._ids}"
-
-    def _closed_summary(self) -> str:
-        return self._inbox.closed_summary(self._closing)
+    def _require_connection(self, action: str) -> None:
+        self._require(action)
 
     async def _send_text(self, text: str, deadline: float | None = None) -> None:
         xmpp = self._require("send")
@@ -676,24 +669,6 @@ class ClientXmppActor(XmppActor):
         self._require("send")
         check_well_formed(xml, "send")
         await self._send_text(xml)
-
-    async def expect(self, match: str | list[str], within: float | None = None, consume: bool = True) -> None:
-        self._require("expect")
-        wait = within if within is not None else self.ctx.step_timeout
-        await self._inbox.expect(match, self._deadline(within), wait, consume, self._closing)
-
-    async def expect_nothing(
-        self, match: str | list[str], barrier: str = "ping", within: float | None = None
-    ) -> None:
-        self._require("expect-nothing")
-        await self._inbox.expect_nothing(
-            match,
-            barrier,
-            self._deadline(within),
-            self._send_text,
-            self._next_id("barrier") if barrier == "ping" and not self._inbox.closed else "",
-            self.ctx.target.domain,
-        )
 
     async def disconnect(self, within: float | None = None) -> None:
         xmpp = self._xmpp

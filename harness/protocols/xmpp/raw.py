@@ -182,13 +182,6 @@ class RawXmppActor(XmppActor):
     def _conn_lost(self) -> bool:
         return self._inbox.closed
 
-    def _next_id(self, prefix: str) -> str:
-        self._ids += 1
-        return f"{prefix}-{self._ids}"
-
-    def _deadline(self, within: float | None) -> float:
-        return asyncio.get_running_loop().time() + (within if within is not None else self.ctx.step_timeout)
-
     def _require_connection(self, action: str) -> None:
         if self._writer is None:
             raise HarnessError(f"{action} before connect (actor {self.ctx.name} has no connection)")
@@ -255,9 +248,6 @@ class RawXmppActor(XmppActor):
 
     async def _send_text(self, text: str, deadline: float | None = None) -> None:
         await self._write(text.encode("utf-8"), text, deadline)
-
-    def _closed_summary(self) -> str:
-        return self._inbox.closed_summary(self._closing)
 
     async def _wait_for(self, pred: Callable[[ET.Element], bool], deadline: float) -> ET.Element | None:
         return await self._inbox.wait_for(pred, deadline)
@@ -725,24 +715,6 @@ class RawXmppActor(XmppActor):
         await self._send_text(xml)
         if xml.strip().endswith("</stream:stream>"):
             self._sent_close = True
-
-    async def expect(self, match: str | list[str], within: float | None = None, consume: bool = True) -> None:
-        self._require_connection("expect")
-        wait = within if within is not None else self.ctx.step_timeout
-        await self._inbox.expect(match, self._deadline(within), wait, consume, self._closing)
-
-    async def expect_nothing(
-        self, match: str | list[str], barrier: str = "ping", within: float | None = None
-    ) -> None:
-        self._require_connection("expect-nothing")
-        await self._inbox.expect_nothing(
-            match,
-            barrier,
-            self._deadline(within),
-            self._send_text,
-            self._next_id("barrier") if barrier == "ping" and not self._conn_lost else "",
-            self.ctx.target.domain,
-        )
 
     async def disconnect(self, close_stream: bool = True, within: float | None = None) -> None:
         if self._writer is None:
