@@ -1,17 +1,21 @@
-"""What every XMPP actor kind shares: the protocol name and how XMPP text is redacted."""
+"""What every XMPP actor kind shares: connect parameters, the inbox with expect and
+expect-nothing, the stream log, validation of patterns and how XMPP text is redacted."""
 
 from __future__ import annotations
 
 import abc
 import asyncio
 import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.actors import Actor
+from harness.actors import Actor, ActorContext
 from harness.protocols.xmpp.inbox import WITHIN_SCHEMA, Inbox
 from harness.protocols.xmpp.match import PatternError, compile_match
 from harness.protocols.xmpp.ports import PORT_SCHEMA
 from harness.protocols.xmpp.redact import redact_xml_text
+from harness.protocols.xmpp.streamlog import StreamLog
 from harness.protocols.xmpp.tls import VERSION_SCHEMA
 
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
@@ -38,9 +42,23 @@ class XmppActor(Actor):
         "additionalProperties": False,
         "properties": {},
     }
-    _inbox: Inbox
-    _ids: int
-    _closing: bool  # the actor itself is closing the connection
+
+    def __init__(self, ctx: ActorContext, options: dict[str, Any]) -> None:
+        super().__init__(ctx, options)
+        self._log = StreamLog.for_actor(ctx)
+        self._inbox = Inbox()  # unconsumed elements of the current stream
+        self._ids = 0
+        self._closing = False  # the actor itself is closing the connection
+        self._client_cert_used = False
+        self.header: ET.Element | None = None
+        self.features: ET.Element | None = None
+        self.tls_info: dict[str, Any] | None = None
+        self.full_jid: str | None = None
+        self.authenticated = False
+
+    @property
+    def stream_logs(self) -> list[Path]:
+        return [self._log.path] if self._log.path.exists() else []
 
     @abc.abstractmethod
     def _require_connection(self, action: str) -> None:

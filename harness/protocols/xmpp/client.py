@@ -66,12 +66,10 @@ from harness.protocols.xmpp.inbox import (
     EXPECT_NOTHING_SCHEMA,
     EXPECT_SCHEMA,
     WITHIN_SCHEMA,
-    Inbox,
     params_schema,
 )
 from harness.protocols.xmpp.match import closed_event
 from harness.protocols.xmpp.ports import resolve_port
-from harness.protocols.xmpp.streamlog import StreamLog
 from harness.protocols.xmpp.tls import (
     client_context,
     describe_handshake_error,
@@ -261,29 +259,13 @@ class ClientXmppActor(XmppActor):
 
     def __init__(self, ctx: ActorContext, options: dict[str, Any]) -> None:
         super().__init__(ctx, options)
-        self._log = StreamLog.for_actor(ctx)
-        self._inbox = Inbox()
         self._xmpp: _Client | None = None
-        self._closing = False
-        self._ids = 0
         self._tls = "starttls"
-        self._client_cert_used = False
         self._tls_error: BaseException | None = None  # why the STARTTLS handshake failed
         self._handshaking = False  # a STARTTLS handshake is under way
         self._sasl_features: Any = None  # the features stanza slixmpp's SASL handler is held at
         self._auth: _AuthState | None = None
         self._library_iqs: dict[str, str] = {}  # id -> purpose of the iqs slixmpp itself sent
-        self.header: ET.Element | None = None
-        self.features: ET.Element | None = None
-        self.tls_info: dict[str, Any] | None = None
-        self.full_jid: str | None = None
-        self.authenticated = False
-
-    # -- evidence ----------------------------------------------------------------------------
-
-    @property
-    def stream_logs(self) -> list[Path]:
-        return [self._log.path] if self._log.path.exists() else []
 
     # -- hooks called by the slixmpp client ------------------------------------------------------
 

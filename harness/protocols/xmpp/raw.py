@@ -32,7 +32,6 @@ import contextlib
 import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 from xml.sax.saxutils import escape
 
@@ -60,7 +59,6 @@ from harness.protocols.xmpp.inbox import (
     EXPECT_NOTHING_SCHEMA,
     EXPECT_SCHEMA,
     WITHIN_SCHEMA,
-    Inbox,
     params_schema,
 )
 from harness.protocols.xmpp.match import CLOSED, NOT_WELL_FORMED, closed_event, short_tag, summarize
@@ -76,7 +74,6 @@ from harness.protocols.xmpp.sasl import (
     tampered,
 )
 from harness.protocols.xmpp.sasl import channel_binding as choose_channel_binding
-from harness.protocols.xmpp.streamlog import StreamLog
 from harness.protocols.xmpp.tls import (
     client_context,
     describe_handshake_error,
@@ -151,30 +148,14 @@ class RawXmppActor(XmppActor):
 
     def __init__(self, ctx: ActorContext, options: dict[str, Any]) -> None:
         super().__init__(ctx, options)
-        self._log = StreamLog.for_actor(ctx)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._parser = StreamParser()
-        self._inbox = Inbox()  # unconsumed elements of the current stream
-        self._closing = False
         self._sent_close = False
-        self._ids = 0
         self._binds = 0
         self._to: str | None = None  # the stream 'to' of connect, reused at stream restarts
         self._peer_der: bytes | None = None
-        self._client_cert_used = False
-        self.header: ET.Element | None = None
-        self.features: ET.Element | None = None
-        self.tls_info: dict[str, Any] | None = None
-        self.full_jid: str | None = None
-        self.authenticated = False
-
-    # -- evidence ----------------------------------------------------------------------------
-
-    @property
-    def stream_logs(self) -> list[Path]:
-        return [self._log.path] if self._log.path.exists() else []
 
     # -- low level -----------------------------------------------------------------------------
 
