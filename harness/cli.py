@@ -83,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 driver=args.driver,
                 knobs=args.knob,
                 target_files=args.target_file,
+                variant=args.variant,
             ),
             CATALOGUE,
             Path("/nonexistent"),
@@ -106,6 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ("--scenario", args.scenario),
         ("--knob", args.knob),
         ("--target-file", args.target_file),
+        ("--variant", [args.variant] if args.variant else []),
     ):
         for value in values:
             pytest_args += [option, str(value)]
@@ -156,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--category", action="append", default=[])
     run.add_argument("--scenario", action="append", default=[], help="id or glob, e.g. 'auth.sasl.*'")
     run.add_argument("--knob", action="append", default=[], help="[TARGET:]NAME=VALUE")
+    run.add_argument(
+        "--variant", default=None, help="a named bundle of knobs every target defines, e.g. hardened"
+    )
     run.add_argument("--target-file", action="append", default=[], type=Path)
     run.add_argument("--out", type=Path, default=None, help="run directory (default reports/<run-id>)")
     run.add_argument(

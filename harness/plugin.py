@@ -43,6 +43,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--category", action="append", default=[], help="only scenarios of this category")
     group.addoption("--scenario", action="append", default=[], help="scenario id or glob (repeatable)")
     group.addoption("--knob", action="append", default=[], help="[TARGET:]NAME=VALUE (repeatable)")
+    group.addoption("--variant", default=None, help="a named bundle of knobs, e.g. hardened")
     group.addoption("--target-file", action="append", default=[], type=Path, help="an external target")
     group.addoption("--out", type=Path, default=None, help="run directory (default reports/<run-id>)")
     group.addoption("--run-id", default=None, help="the run's id (default: UTC time and a random suffix)")
@@ -65,6 +66,7 @@ class RunState:
             targets=[t for t in opt.targets.split(",") if t],
             driver=opt.driver,
             knobs=list(opt.knob),
+            variant=opt.variant,
             target_files=[p.resolve() for p in opt.target_file],
         )
         self.selection = selection
@@ -136,6 +138,7 @@ class RunState:
                 "categories": sorted(self.categories),
                 "scenarios": self.patterns,
                 "knobs": {t: k for t, k in self.topology.knobs.items() if k},
+                "variant": self.selection.variant or "default",
             },
             targets=list(seen.values()),
             items=self.results,

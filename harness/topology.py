@@ -32,12 +32,16 @@ class Selection:
     targets: list[str] = field(default_factory=list)  # product names; empty: every installed one
     driver: str = "local"
     knobs: list[str] = field(default_factory=list)  # "name=value" or "target:name=value"
+    variant: str | None = None  # a named bundle of knobs every selected target defines
     target_files: list[Path] = field(default_factory=list)
 
 
-def parse_knobs(items: list[str], specs: dict[str, TargetSpec]) -> dict[str, dict[str, str]]:
-    """``[target:]name=value`` options -> per target {knob: value}; unknown knobs are usage errors."""
-    chosen: dict[str, dict[str, str]] = {name: {} for name in specs}
+def parse_knobs(
+    items: list[str], specs: dict[str, TargetSpec], variant: str | None = None
+) -> dict[str, dict[str, str]]:
+    """``[target:]name=value`` options -> per target {knob: value}, on top of the variant's
+    knobs; unknown knobs and variants are usage errors."""
+    chosen: dict[str, dict[str, str]] = {name: spec.variant_knobs(variant) for name, spec in specs.items()}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
@@ -75,7 +79,7 @@ class Topology:
                 f"--targets: unknown target {', '.join(unknown)}; the catalogue has {', '.join(products)}"
             )
         self.specs = {name: products[name] for name in names}
-        self.knobs = parse_knobs(selection.knobs, self.specs)
+        self.knobs = parse_knobs(selection.knobs, self.specs, selection.variant)
         self.external: dict[str, ExternalTarget] = {}
         for path in selection.target_files:
             target = load_target_file(path)

@@ -53,6 +53,17 @@ class TargetSpec:
     version: dict[str, str] | None
     logs: list[str]
     knobs: dict[str, Knob] = field(default_factory=dict)
+    # named bundles of knob values (e.g. "hardened"): variant -> (description, knob -> value)
+    variants: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+
+    def variant_knobs(self, variant: str | None) -> dict[str, str]:
+        """The knob values of a named variant (none for the default variant)."""
+        if variant is None:
+            return {}
+        if variant not in self.variants:
+            known = ", ".join(sorted(self.variants)) or "none"
+            raise CatalogueError(f"{self.product} has no variant {variant!r}; its variants: {known}")
+        return dict(self.variants[variant][1])
 
     def knob_values(self, chosen: dict[str, str]) -> dict[str, str]:
         """Every knob's value for a run: the chosen ones, the packaged default for the rest."""
@@ -108,6 +119,10 @@ def load_spec(folder: Path) -> TargetSpec:
         version=data.get("version"),
         logs=[str(p) for p in data.get("logs") or []],
         knobs=knobs,
+        variants={
+            name: (str(v.get("description", "")), {str(k): str(x) for k, x in (v.get("knobs") or {}).items()})
+            for name, v in (data.get("variants") or {}).items()
+        },
     )
 
 

@@ -119,6 +119,8 @@ FLAWS: dict[str, str] = {
     "<not-authorized/>, RFC 6120 §6.5.8",
     "wrong-condition-abort": "<abort/> gets <not-authorized/> instead of <aborted/>, RFC 6120 §6.4.4",
     "ignore-abort": "<abort/> gets no answer at all, RFC 6120 §6.4.4",
+    "silent-auth-before-tls": "an <auth/> on the unencrypted stream gets no answer at all (no "
+    "<failure/>, no stream error), RFC 6120 §6.4.5",
     "accept-any-authzid": "an authorization identity is granted without a check (Alice logs in as "
     "Bob), RFC 6120 §6.3.8",
     "unlimited-retries": "failed SASL attempts are never limited, RFC 6120 §6.4.5 / §13.9.4",
@@ -837,6 +839,8 @@ class _Connection:
             await self.stream_error("policy-violation", "already authenticated")
             raise _Close
         offered = cfg.offered(self.tls)
+        if not self.tls and cfg.has("silent-auth-before-tls"):
+            return
         if not self.tls and cfg.tls_required and mechanism in cfg.mechanisms:
             await self.sasl_failure("encryption-required")
             return

@@ -107,6 +107,7 @@ PROOFS: dict[str, list[Proof]] = {
     ],
     "auth.sasl.no-plain-without-tls": [
         Proof("plain-before-tls", "expect alice: m:absent", "mechanisms"),
+        Proof("silent-auth-before-tls", "authenticate alice", "did not answer"),
     ],
     "auth.sasl.plain-over-tls": [
         Proof("plain-rejects-right-password", "authenticate alice", "not-authorized"),
@@ -156,6 +157,7 @@ PROOFS: dict[str, list[Proof]] = {
     ],
     "auth.tls.starttls-required": [
         Proof("tls-optional", "authenticate scram", "server accepted SCRAM-SHA-1"),
+        Proof("silent-auth-before-tls", "authenticate scram", "did not answer"),
     ],
     "auth.tls.stream-restart-after-tls": [
         Proof("starttls-offered-after-tls", "expect alice: m:absent", "starttls"),

@@ -81,3 +81,28 @@ def test_baseline_turns_fail_into_xfail_and_flags_a_pass():
     assert baselines.apply("a", "auth.x", Verdict(Outcome.PASS)).outcome is Outcome.XPASS
     assert baselines.apply("a", "auth.x", Verdict(Outcome.ERROR, "e")).outcome is Outcome.ERROR
     assert baselines.apply("b", "auth.x", Verdict(Outcome.FAIL, "boom")).outcome is Outcome.FAIL
+
+
+def test_variant_knobs_apply_and_explicit_knobs_win():
+    spec = _spec("a", {"c2s_require_encryption": TLS, "registration": REG})
+    spec = TargetSpec(
+        **{
+            **spec.__dict__,
+            "variants": {"hardened": ("", {"registration": "closed", "c2s_require_encryption": "true"})},
+        }
+    )
+    chosen = parse_knobs(["a:registration=open"], {"a": spec}, "hardened")
+    assert chosen == {"a": {"registration": "open", "c2s_require_encryption": "true"}}
+
+
+def test_a_variant_a_target_does_not_define_is_a_usage_error():
+    with pytest.raises(CatalogueError, match="a has no variant 'hardened'; its variants: none"):
+        parse_knobs([], {"a": SPECS["a"]}, "hardened")
+
+
+def test_shipped_targets_define_a_valid_hardened_variant():
+    from harness.targets.spec import catalogue
+
+    for name, spec in catalogue(Path(__file__).resolve().parents[2] / "fixtures" / "targets").items():
+        assert "hardened" in spec.variants, name
+        spec.knob_values(spec.variant_knobs("hardened"))  # every knob and value exists

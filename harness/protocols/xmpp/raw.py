@@ -534,6 +534,11 @@ class RawXmppActor(XmppActor):
                     break
                 if aborted:  # RFC 6120 §6.4.4: the server MUST answer <abort/> with <failure><aborted/>
                     raise Failed(f"server did not answer <abort/>; got {self._received_summary()}")
+                if expect == "failure":  # a refusal is an answer (§6.4.5); silence leaves the client hanging
+                    raise Failed(
+                        f"server did not answer the {mechanism} <auth/>: no <failure/>, no end of stream "
+                        f"within the deadline; got {self._received_summary()}"
+                    )
                 raise HarnessError(
                     f"target did not answer SASL {mechanism} in time; got {self._received_summary()}"
                 )
