@@ -12,17 +12,18 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
 
-from harness.actors import Account, ActorContext, TargetView, actor_kinds
+from harness.actors import actor_kinds
 from harness.protocols.xmpp.client import ClientXmppActor
 from harness.verdict import Failed, HarnessError, TargetError, Unsupported
+from tests.doubles import actors
+from tests.doubles.actors import DOMAIN, PASSWORD
 from tests.doubles.xmpp_server import DoubleConfig, Pki, XmppDouble, make_pki
 
-DOMAIN = "double.test"
-PASSWORD = "s3cret-Pa55"
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NO_PLUS = ("PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "EXTERNAL")
 
@@ -30,35 +31,6 @@ NO_PLUS = ("PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "EXTERNAL")
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"), DOMAIN)
-
-
-def make_actor(
-    tmp_path: Path,
-    server: XmppDouble,
-    ca_file: Path | None,
-    client_cert: tuple[Path, Path] | None = None,
-    source_address: str | None = None,
-    ports: dict[str, int] | None = None,
-) -> ClientXmppActor:
-    view = TargetView(
-        name="double",
-        product="double",
-        domain=DOMAIN,
-        address=server.host,
-        ports=dict(ports if ports is not None else server.ports),
-        ca_file=ca_file,
-    )
-    ctx = ActorContext(
-        name="alice",
-        target=view,
-        account=Account("alice", DOMAIN, PASSWORD),
-        evidence_dir=tmp_path / "evidence",
-        keylog_file=tmp_path / "evidence" / "keylog.txt",
-        step_timeout=5.0,
-        client_cert=client_cert,
-        source_address=source_address,
-    )
-    return ClientXmppActor(ctx, {})
 
 
 def leftover_tasks() -> list[asyncio.Task[object]]:
@@ -71,37 +43,23 @@ def leftover_tasks() -> list[asyncio.Task[object]]:
     ]
 
 
+def _no_leftover_tasks() -> None:
+    assert leftover_tasks() == []
+
+
 def run_with(
     pki: Pki,
     tmp_path: Path,
     body: Callable[[ClientXmppActor, XmppDouble], Awaitable[None]],
     config: DoubleConfig | None = None,
-    ca: Path | None | str = "default",
-    client_cert: bool = False,
-    source_address: str | None = None,
-    ports: dict[str, int] | None = None,
+    **options: Any,
 ) -> ClientXmppActor:
     """Run ``body`` with an actor against a fresh double; afterwards the actor must have left no
     task of its own behind."""
-
-    async def main() -> ClientXmppActor:
-        async with XmppDouble(pki, config or DoubleConfig(mechanisms=NO_PLUS)) as server:
-            actor = make_actor(
-                tmp_path,
-                server,
-                pki.ca_file if ca == "default" else ca,  # type: ignore[arg-type]
-                (pki.client_cert_file, pki.client_key_file) if client_cert else None,
-                source_address,
-                ports,
-            )
-            try:
-                await body(actor, server)
-            finally:
-                await actor.close()
-            assert leftover_tasks() == []
-            return actor
-
-    return asyncio.run(main())
+    config = config or DoubleConfig(mechanisms=NO_PLUS)
+    return actors.run_with(
+        ClientXmppActor, pki, tmp_path, body, config, after_close=_no_leftover_tasks, **options
+    )
 
 
 def log_text(actor: ClientXmppActor) -> str:

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import functools
 import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from harness.actors import Account, ActorContext, TargetView, actor_kinds
+from harness.actors import actor_kinds
 from harness.protocols.xmpp.parser import StreamParser
 from harness.protocols.xmpp.raw import RawXmppActor
 from harness.protocols.xmpp.sasl import Scram
 from harness.verdict import Failed, HarnessError, Unsupported
+from tests.doubles import actors
+from tests.doubles.actors import DOMAIN, PASSWORD
 from tests.doubles.xmpp_server import DoubleConfig, Pki, XmppDouble, make_pki
 
-DOMAIN = "double.test"
-PASSWORD = "s3cret-Pa55"
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 
 
@@ -31,58 +30,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"), DOMAIN)
 
 
-def make_actor(
-    tmp_path: Path,
-    server: XmppDouble,
-    ca_file: Path | None,
-    client_cert: tuple[Path, Path] | None = None,
-    **target: object,
-) -> RawXmppActor:
-    view = TargetView(
-        name="double",
-        product="double",
-        domain=DOMAIN,
-        address=server.host,
-        ports=dict(target.pop("ports", server.ports)),  # type: ignore[call-overload]
-        ca_file=ca_file,
-    )
-    ctx = ActorContext(
-        name="alice",
-        target=view,
-        account=Account("alice", DOMAIN, PASSWORD),
-        evidence_dir=tmp_path / "evidence",
-        keylog_file=tmp_path / "evidence" / "keylog.txt",
-        step_timeout=5.0,
-        client_cert=client_cert,
-    )
-    return RawXmppActor(ctx, {})
-
-
-def run_with(
-    pki: Pki,
-    tmp_path: Path,
-    body: Callable[[RawXmppActor, XmppDouble], Awaitable[None]],
-    config: DoubleConfig | None = None,
-    ca: Path | None | str = "default",
-    client_cert: bool = False,
-    **target: object,
-) -> RawXmppActor:
-    async def main() -> RawXmppActor:
-        async with XmppDouble(pki, config) as server:
-            actor = make_actor(
-                tmp_path,
-                server,
-                pki.ca_file if ca == "default" else ca,  # type: ignore[arg-type]
-                (pki.client_cert_file, pki.client_key_file) if client_cert else None,
-                **target,
-            )
-            try:
-                await body(actor, server)
-            finally:
-                await actor.close()
-            return actor
-
-    return asyncio.run(main())
+run_with = functools.partial(actors.run_with, RawXmppActor)
 
 
 def log_text(actor: RawXmppActor) -> str:
