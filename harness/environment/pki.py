@@ -2,8 +2,11 @@
 
 Every run makes a fresh CA, so no certificate outlives a run and no real trust anchor is ever
 involved. Servers validate each other's certificates during federation, so each server
-certificate carries the domain as a DNS SAN (plus the XMPP ``id-on-xmppAddr`` otherName) and
-both serverAuth and clientAuth usage: a server presents its certificate when it connects out.
+certificate carries the domain as a DNS SAN, as public CAs issue them, and both serverAuth and
+clientAuth usage: a server presents its certificate when it connects out. An XMPP
+``id-on-xmppAddr`` SAN for the domain is an opt-in: RFC 6120 §13.7.1.4 allows it, but a server
+that mishandles it (docs/federation-notes.md) must be a finding of a scenario that asks for it,
+not a side effect of every run.
 Broken certificates (expired, wrong name, from an untrusted CA) come from the same calls with
 other arguments, so the scenarios that must reject them use the same code path as the ones
 that must accept the good ones.
@@ -161,11 +164,12 @@ class CertificateAuthority:
         not_before: datetime.datetime | None = None,
         not_after: datetime.datetime | None = None,
         key_usage_server_and_client: bool = True,
+        xmpp_addr: bool = False,
     ) -> IssuedCertificate:
-        """Issue a certificate for an XMPP domain, written as ``<domain>.crt/.key/.pem``.
+        """Issue a server certificate for a domain, written as ``<domain>.crt/.key/.pem``.
 
-        SAN: ``domain`` and each of ``extra_names`` as DNS names, and ``domain`` as
-        id-on-xmppAddr. A wrong-name certificate is one issued for another domain; an expired
+        SAN: ``domain`` and each of ``extra_names`` as DNS names; with ``xmpp_addr`` also
+        ``domain`` as id-on-xmppAddr. A wrong-name certificate is one issued for another domain; an expired
         one has ``not_after`` in the past. With ``key_usage_server_and_client=False`` the
         certificate has serverAuth only, which a peer may refuse for an outgoing s2s link.
         """
@@ -175,7 +179,7 @@ class CertificateAuthority:
             usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         return self._issue(
             common_name=domain,
-            alt_names=[*(x509.DNSName(name) for name in names), _xmpp_addr(domain)],
+            alt_names=[*(x509.DNSName(name) for name in names), *([_xmpp_addr(domain)] if xmpp_addr else [])],
             usages=usages,
             directory=directory,
             not_before=not_before,

@@ -91,7 +91,7 @@ def test_server_certificate_names_usages_and_files(
     cert.verify_directly_issued_by(load(ca.cert_path))
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["a.test", "conference.a.test"]
-    assert xmpp_addrs(cert) == ["a.test"]
+    assert xmpp_addrs(cert) == []  # DNS names only, as public CAs issue them
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     assert [p.name for p in (server.cert_path, server.key_path, server.pem_path)] == [
@@ -186,3 +186,11 @@ def test_rejects_bad_validity_and_unsafe_file_names(ca: CertificateAuthority, tm
         ca.issue_server("a.test", tmp_path, not_before=now, not_after=now)
     with pytest.raises(ValueError, match="cannot name"):
         ca.issue_server("../etc/a.test", tmp_path)
+
+
+def test_server_certificate_with_xmpp_addr_on_request(ca: CertificateAuthority, tmp_path: Path) -> None:
+    issued = ca.issue_server("b.test", tmp_path, xmpp_addr=True)
+    cert = load(issued.cert_path)
+    assert xmpp_addrs(cert) == ["b.test"]
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["b.test"]
