@@ -222,7 +222,9 @@ def run_item(
         secrets_used = [account.password for t in targets.values() for account in t.accounts()]
         pcap = capture.stop(scrub=lambda data: scrub_credentials(data, secrets_used))
     evidence: dict[str, Path] = {"pcap": pcap}
-    redactors = {type(a).redact for a in actors.values()}
+    # The scenario's actor kinds decide how text is redacted, also when building an actor failed.
+    kinds = actor_kinds()
+    redactors = {kinds[spec.kind].redact for spec in scenario.actors.values()}
     for role, target in targets.items():
         for path in target.copy_log_slice(cursors[role], evidence_dir):
             text = path.read_text(errors="replace")
