@@ -14,9 +14,6 @@ from typing import Any, ClassVar
 
 from harness.verdict import HarnessError
 
-# The step actions every actor kind may implement; a kind lists the ones it supports.
-STANDARD_ACTIONS = ("connect", "authenticate", "send", "expect", "expect-nothing", "disconnect")
-
 
 @dataclass(frozen=True)
 class Account:
