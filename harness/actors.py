@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from harness.verdict import HarnessError
 
@@ -41,6 +41,34 @@ class TargetView:
     features: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True)
+class PeerIdentity:
+    """A domain and loopback address the run reserved for an actor that plays a server.
+
+    Every target resolves the domain to the address (hosts file and DNS, registered before any
+    target started), so a target treats the actor as just another remote domain.
+    """
+
+    domain: str
+    address: str
+
+
+class CertificateIssuer(Protocol):
+    """The run's test PKI as an actor may use it: certificates a peer server presents."""
+
+    def server_certificate(
+        self,
+        domain: str,
+        directory: Path,
+        *,
+        trusted: bool = True,
+        expired: bool = False,
+    ) -> tuple[Path, Path]:
+        """(certificate, key) naming ``domain``; ``trusted=False`` issues it from the run's second
+        CA, which no target trusts; ``expired=True`` gives a validity period that has ended."""
+        ...
+
+
 @dataclass
 class ActorContext:
     """Everything an actor gets from the run: target, account, where evidence goes."""
@@ -54,6 +82,8 @@ class ActorContext:
     client_cert: tuple[Path, Path] | None = None  # (certificate, key) issued by the run's CA
     secrets: list[str] = field(default_factory=list)  # strings to redact from every log
     step_timeout: float = 10.0
+    peer: PeerIdentity | None = None  # for kinds that play a server (``plays_server``)
+    pki: CertificateIssuer | None = None  # for kinds that present server certificates
 
 
 class Actor(abc.ABC):
@@ -70,6 +100,8 @@ class Actor(abc.ABC):
     actions: ClassVar[dict[str, dict[str, Any]]]
     # JSON schema of the actor's own options in the scenario's ``actors:`` section.
     options_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    # True for kinds that play a server: the engine gives them a PeerIdentity and the PKI.
+    plays_server: ClassVar[bool] = False
 
     def __init__(self, ctx: ActorContext, options: dict[str, Any]) -> None:
         self.ctx = ctx

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.actors import Account, Actor, ActorContext, actor_kinds
+from harness.actors import Account, Actor, ActorContext, CertificateIssuer, PeerIdentity, actor_kinds
 from harness.scenario.loader import COMMON_STEP_KEYS, PLACEHOLDER
 from harness.scenario.model import Scenario, Step
 from harness.targets.running import RunningTarget
@@ -35,6 +35,13 @@ class RunServices(Protocol):
     def source_address(self, target: RunningTarget) -> str | None: ...
 
     def client_certificate(self, account: Account, directory: Path) -> tuple[Path, Path]: ...
+
+    def peer_identity(self, index: int) -> PeerIdentity:
+        """The index-th domain and address the run reserved for actors that play a server."""
+        ...
+
+    @property
+    def pki(self) -> CertificateIssuer: ...
 
 
 @dataclass
@@ -165,8 +172,12 @@ async def _run(
     actors: dict[str, Actor] = {}
     keylog = evidence_dir / "tls-keys.log"
     secrets_seen: list[str] = []
+    servers_played = 0
     for name, spec in scenario.actors.items():
         target = targets[spec.role]
+        kind = kinds[spec.kind]
+        peer = services.peer_identity(servers_played) if kind.plays_server else None
+        servers_played += kind.plays_server
         account = target.account(spec.account, scenario.accounts.get(spec.account)) if spec.account else None
         if account:
             secrets_seen.append(account.password)
@@ -182,8 +193,10 @@ async def _run(
             else None,
             secrets=secrets_seen,
             step_timeout=STEP_TIMEOUT_S,
+            peer=peer,
+            pki=services.pki if kind.plays_server else None,
         )
-        actors[name] = kinds[spec.kind](ctx, spec.options)
+        actors[name] = kind(ctx, spec.options)
     placeholders = Placeholders(actors, targets, item)
     try:
         async with asyncio.timeout(ITEM_TIMEOUT_S):

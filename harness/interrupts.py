@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-_depth = 0
+_depth = 0  # shielded blocks in progress, over all threads (targets start in parallel)
 _pending: int | None = None
+_lock = threading.Lock()
 
 
 def _handler(signum: int, frame: Any) -> None:
@@ -37,11 +38,15 @@ def install() -> None:
 def shielded() -> Iterator[None]:
     """Hold Ctrl-C/SIGTERM until the block is done, then deliver it."""
     global _depth, _pending
-    _depth += 1
+    with _lock:
+        _depth += 1
     try:
         yield
     finally:
-        _depth -= 1
-        if _depth == 0 and _pending is not None:
-            signum, _pending = _pending, None
+        with _lock:
+            _depth -= 1
+            signum = _pending if _depth == 0 else None
+            if signum is not None:
+                _pending = None
+        if signum is not None:
             raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")

@@ -9,7 +9,6 @@ xfail -> xfailed. ``results.json`` keeps the five-way verdict that pytest cannot
 from __future__ import annotations
 
 import fnmatch
-import itertools
 import platform
 import secrets
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 import harness
+from harness.actors import actor_kinds
 from harness.baseline import Baselines
 from harness.engine import item_id, run_item, safe_name
 from harness.report import write_reports
@@ -84,10 +84,15 @@ class RunState:
         return not self.patterns or any(fnmatch.fnmatchcase(scenario.id, p) for p in self.patterns)
 
     def target_sets(self, scenario: Scenario) -> Iterator[dict[str, str]]:
-        """Role -> target name, over single targets or ordered pairs (same name twice excluded)."""
+        """Role -> target name: every selected target, or every ordered pair of them (a target
+        paired with itself meets its second instance)."""
         roles = list(scenario.roles)
-        for names in itertools.permutations(self.topology.names, len(roles)):
-            yield dict(zip(roles, names, strict=True))
+        if len(roles) == 1:
+            for name in self.topology.names:
+                yield {roles[0]: name}
+        else:
+            for pair in self.topology.pairs():
+                yield dict(zip(roles, pair, strict=True))
 
     def record(
         self,
@@ -156,9 +161,10 @@ def _relative(path: Path) -> Path:
         return path
 
 
-def _target_record(target: RunningTarget, role: str) -> TargetRecord:
+def _target_record(target: RunningTarget, role: str, instance_of: str) -> TargetRecord:
     """The record of a target that started (with the version it reports)."""
     return TargetRecord(
+        instance_of=instance_of,
         name=target.name,
         product=target.product,
         version=target.version,
@@ -196,6 +202,23 @@ class ScenarioFile(pytest.File):
             yield ScenarioItem.from_parent(self, name=name, scenario=scenario, roles=roles)
 
 
+def needs_reset(scenario: Scenario) -> bool:
+    """Items between servers start from no federation state: over pairs, or with an actor that
+    plays a server (targets keep streams, dialback results and back-off otherwise)."""
+    kinds = actor_kinds()
+    return scenario.is_pair or any(kinds[a.kind].plays_server for a in scenario.actors.values())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Items whose roles need knob values run last, so that targets restart with other knobs
+    as rarely as possible (the order is otherwise the files' order)."""
+
+    def needs_knobs(item: pytest.Item) -> bool:
+        return isinstance(item, ScenarioItem) and any(r.get("knobs") for r in item.scenario.roles.values())
+
+    items.sort(key=needs_knobs)
+
+
 class ScenarioItem(pytest.Item):
     def __init__(self, *, scenario: Scenario, roles: dict[str, str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -210,12 +233,22 @@ class ScenarioItem(pytest.Item):
         started = utc_timestamp()
         evidence_dir = state.run_dir / "items" / safe_name(self.name)
         try:
-            targets = {role: state.topology.get(name) for role, name in self.roles.items()}
+            targets = state.topology.targets(
+                self.roles,
+                state.topology.role_knobs(self.scenario.roles, self.roles),
+                reset=needs_reset(self.scenario),
+            )
         except Exception as exc:  # a target that cannot start is an error of every item needing it
             reason = exc.reason if isinstance(exc, StepOutcome) else f"{type(exc).__name__}: {exc}"
-            verdict = Verdict(Outcome.ERROR, reason)
+            outcome = exc.outcome if isinstance(exc, StepOutcome) else Outcome.ERROR
+            verdict = Verdict(outcome, reason)
             planned = {
-                role: TargetRecord(role=role, version="unknown", **state.topology.describe(name))
+                role: TargetRecord(
+                    role=role,
+                    version="unknown",
+                    instance_of=state.topology.instance_of(name),
+                    **state.topology.describe(name),
+                )
                 for role, name in self.roles.items()
             }
             state.record(self.scenario, planned, verdict, 0.0, started, {}, False)
@@ -227,7 +260,7 @@ class ScenarioItem(pytest.Item):
             verdict = state.baselines.apply(next(iter(targets.values())).product, self.scenario.id, verdict)
         state.record(
             self.scenario,
-            {r: _target_record(t, r) for r, t in targets.items()},
+            {r: _target_record(t, r, state.topology.instance_of(t.name)) for r, t in targets.items()},
             verdict,
             result.duration_s,
             started,

@@ -82,10 +82,21 @@ class TargetRecord:
     address: str
     knobs: dict[str, str] = field(default_factory=dict)
     role: str = "server"
+    # the selected target this one is an instance of ("prosody" for "prosody-2"): reports put a
+    # second instance under its first; "" (the default) means the target itself
+    instance_of: str = ""
+
+    def __post_init__(self) -> None:
+        self.instance_of = self.instance_of or self.name
+
+    @property
+    def selected(self) -> str:
+        return self.instance_of
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "instance_of": self.instance_of,
             "product": self.product,
             "version": self.version,
             "driver": self.driver,
@@ -138,20 +149,26 @@ class ItemResult:
 
     @property
     def pair(self) -> tuple[str, str] | None:
-        """``(origin, receiver)`` target names for pair items, else None.
+        """``(origin, receiver)`` selected target names for pair items, else None (a target
+        paired with itself gives ``(x, x)``: its second instance counts as ``x``).
 
         Roles decide when the targets carry ``origin``/``receiver``; otherwise the list order does.
         """
         if not self.is_pair:
             return None
-        roles = {t.role: t.name for t in self.targets}
+        roles = {t.role: t.selected for t in self.targets}
         if "origin" in roles and "receiver" in roles:
             return roles["origin"], roles["receiver"]
-        return self.targets[0].name, self.targets[1].name
+        return self.targets[0].selected, self.targets[1].selected
 
     @property
     def target_names(self) -> list[str]:
         return [t.name for t in self.targets]
+
+    @property
+    def selected_names(self) -> list[str]:
+        """The selected targets the item ran on (second instances under their first)."""
+        return [t.selected for t in self.targets]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -3,24 +3,32 @@
 A topology is what ``interop targets up`` would show a person: every target's name, domain,
 address and how it runs. Targets start the first time an item needs them and stay up until the
 run ends; a target that failed to start fails every item that needs it with the same reason.
+A product paired with itself runs as a second instance (``prosody-2`` on ``prosody-2.test``).
+Every name any target may need (second instances, service subdomains, the domains of actors
+that play a server) is registered when the run's environment is created, before any target
+starts.
 """
 
 from __future__ import annotations
 
 import atexit
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from harness import interrupts
-from harness.actors import Account
+from harness.actors import Account, CertificateIssuer, PeerIdentity
 from harness.environment.run_env import RunEnvironment, create_environment
 from harness.protocols import srv_records
+from harness.scenario.loader import PLACEHOLDER
 from harness.targets.external import ExternalTarget, load_target_file
 from harness.targets.local import LocalTarget, is_installed
 from harness.targets.running import LogCursor, RunningTarget
 from harness.targets.spec import CatalogueError, TargetSpec, catalogue
-from harness.verdict import TargetError
+from harness.verdict import HarnessError, TargetError, Unsupported
 
 DRIVERS = ("local", "docker")
 
@@ -62,6 +70,10 @@ def parse_knobs(
     return chosen
 
 
+SECOND_INSTANCE = "{name}-2"  # a product paired with itself: a second instance, on its own domain
+PEER_IDENTITIES = 2  # domains reserved for actors that play a server (see PeerIdentity)
+
+
 class Topology:
     def __init__(self, selection: Selection, catalogue_dir: Path, run_dir: Path) -> None:
         if selection.driver not in DRIVERS:
@@ -80,6 +92,10 @@ class Topology:
             )
         self.specs = {name: products[name] for name in names}
         self.knobs = parse_knobs(selection.knobs, self.specs, selection.variant)
+        # instance name -> selected target it is an instance of (itself, or its second instance)
+        self._instance_of = {name: name for name in self.specs} | {
+            SECOND_INSTANCE.format(name=name): name for name in self.specs
+        }
         self.external: dict[str, ExternalTarget] = {}
         for path in selection.target_files:
             target = load_target_file(path)
@@ -91,19 +107,45 @@ class Topology:
             )
         self._env: RunEnvironment | None = None
         self._addresses: dict[str, str] = {}
+        self._peers: list[PeerIdentity] = []
         self._running: dict[str, RunningTarget] = dict(self.external)
         self._failed: dict[str, str] = {}
         self._closed = False
 
     @property
     def names(self) -> list[str]:
+        """The selected targets (first instances); items over one target run on these."""
         return [*self.specs, *self.external]
 
+    def pairs(self) -> Iterator[tuple[str, str]]:
+        """Ordered (origin, receiver) target names: every selected target with every one,
+        itself included as its second instance (an external target has none)."""
+        for origin in self.names:
+            for receiver in self.names:
+                if receiver != origin:
+                    yield origin, receiver
+                elif origin in self.specs:
+                    yield origin, SECOND_INSTANCE.format(name=origin)
+
+    def instance_of(self, name: str) -> str:
+        """The selected target ``name`` is an instance of (itself, or its first instance)."""
+        return self._instance_of.get(name, name)
+
+    def _spec(self, name: str) -> TargetSpec:
+        return self.specs[self._instance_of[name]]
+
     def product(self, name: str) -> str:
-        return self.specs[name].product if name in self.specs else self.external[name].product
+        return self._spec(name).product if name in self._instance_of else self.external[name].product
 
     def features(self, name: str) -> frozenset[str]:
-        return self.specs[name].features if name in self.specs else self.external[name].features
+        return self._spec(name).features if name in self._instance_of else self.external[name].features
+
+    def knob_names(self, name: str) -> frozenset[str]:
+        """The knobs a target has (none for a target the harness does not run)."""
+        return frozenset(self._spec(name).knobs) if name in self._instance_of else frozenset()
+
+    def domain(self, name: str) -> str:
+        return f"{name}.test" if name in self._instance_of else self.external[name].domain
 
     def describe(self, name: str) -> dict[str, Any]:
         """What is known of a target before (or without) it running: for records of failed starts."""
@@ -117,48 +159,116 @@ class Topology:
                 "address": t.address,
                 "knobs": dict(t.knobs),
             }
-        spec = self.specs[name]
+        spec = self._spec(name)
         return {
             "name": name,
             "product": spec.product,
             "driver": "local",
-            "domain": f"{name}.test",
+            "domain": self.domain(name),
             "address": self._addresses.get(name, "unassigned"),
-            "knobs": spec.knob_values(self.knobs[name]),
+            "knobs": spec.knob_values(self.knobs[self._instance_of[name]]),
         }
 
+    def role_knobs(
+        self, roles: dict[str, dict[str, Any]], names: dict[str, str]
+    ) -> dict[str, dict[str, str]]:
+        """The knob values a scenario's roles need (``roles[role]["knobs"]``) for the targets
+        ``names`` plays them, with ``${role.domain}`` / ``${role.name}`` resolved.
+
+        Raises Unsupported when a role's target has no such knob."""
+        values = {f"{role}.name": name for role, name in names.items()} | {
+            f"{role}.domain": self.domain(name) for role, name in names.items()
+        }
+        knobs: dict[str, dict[str, str]] = {}
+        for role, options in roles.items():
+            wanted = options.get("knobs") or {}
+            missing = sorted(set(wanted) - self.knob_names(names[role]))
+            if missing:
+                raise Unsupported(
+                    f"{names[role]} has no knob {', '.join(missing)} (the scenario needs it on {role})"
+                )
+            knobs[role] = {k: PLACEHOLDER.sub(lambda m: values[m.group(1)], v) for k, v in wanted.items()}
+        return knobs
+
     def _environment(self) -> RunEnvironment:
+        """The run's environment, with every name any target may need registered before the
+        first target starts (a resolver may read the hosts file only once)."""
         if self._env is None:
             self._env = create_environment(self.run_dir)
-            for name, spec in self.specs.items():
-                self._addresses[name] = self._env.target_address()
-                self._env.add_name(
-                    f"{name}.test", self._addresses[name], srv_records(spec.protocol, spec.ports)
-                )
+            for name in self._instance_of:
+                spec = self._spec(name)
+                address = self._addresses[name] = self._env.target_address()
+                srv = srv_records(spec.protocol, spec.ports)
+                self._env.add_name(self.domain(name), address, srv)
+                for sub in spec.subdomains:
+                    self._env.add_name(f"{sub}.{self.domain(name)}", address, srv)
+            for index in range(1, PEER_IDENTITIES + 1):
+                peer = PeerIdentity(f"peer-{index}.test", self._env.target_address())
+                self._env.add_name(peer.domain, peer.address, {})
+                self._peers.append(peer)
             atexit.register(self.close)
             interrupts.install()
         return self._env
 
-    def get(self, name: str) -> RunningTarget:
-        """The running target ``name``, started now if this is its first use."""
-        if name in self._failed:
-            raise TargetError(self._failed[name])
-        if name not in self._running:
-            env = self._environment()
-            target = LocalTarget(
-                self.specs[name], name, f"{name}.test", self._addresses[name], self.knobs[name], env
-            )
-            self._running[name] = target
-            try:
-                target.start()
-            except Exception as exc:
-                target.stop()
-                failed_logs = self.run_dir / "targets" / name
-                failed_logs.mkdir(parents=True, exist_ok=True)
-                target.copy_log_slice(LogCursor(), failed_logs)
-                self._failed[name] = f"target {name} could not start: {exc}"
-                raise TargetError(self._failed[name]) from exc
-        return self._running[name]
+    def targets(
+        self, names: dict[str, str], knobs: dict[str, dict[str, str]] | None = None, *, reset: bool = False
+    ) -> dict[str, RunningTarget]:
+        """Role -> running target for role -> name: started (in parallel) if not yet up,
+        restarted with the role's knobs where a scenario needs them, and with federation
+        state dropped when ``reset`` (items over pairs or with a peer server)."""
+        knobs = knobs or {}
+        wanted = {role: self._wanted_knobs(name, knobs.get(role, {})) for role, name in names.items()}
+        for name in names.values():
+            if name in self._failed:
+                raise TargetError(self._failed[name])
+        env = self._environment()
+        to_start = []
+        for role, name in names.items():
+            if name not in self._running:
+                spec = self._spec(name)
+                self._running[name] = LocalTarget(
+                    spec, name, self.domain(name), self._addresses[name], wanted[role], env
+                )
+                to_start.append(name)
+        _in_parallel([partial(self._start, name) for name in dict.fromkeys(to_start)])
+        changes = [
+            partial(self._reconfigure, name, wanted[role])
+            for role, name in names.items()
+            if name not in to_start and wanted[role] is not None and self._running[name].knobs != wanted[role]
+        ]
+        _in_parallel(changes)
+        if reset:
+            _in_parallel([self._running[name].reset_peer_state for name in dict.fromkeys(names.values())])
+        return {role: self._running[name] for role, name in names.items()}
+
+    def _wanted_knobs(self, name: str, role_knobs: dict[str, str]) -> dict[str, str] | None:
+        """Every knob value the target must run with for an item (None: a target not run here)."""
+        if name not in self._instance_of:
+            if role_knobs:
+                raise TargetError(f"{name} is not run by the harness: its knobs cannot be set")
+            return None
+        spec = self._spec(name)
+        return spec.knob_values({**self.knobs[self._instance_of[name]], **role_knobs})
+
+    def _start(self, name: str) -> None:
+        target = self._running[name]
+        try:
+            target.start()
+        except Exception as exc:
+            target.stop()
+            failed_logs = self.run_dir / "targets" / name
+            failed_logs.mkdir(parents=True, exist_ok=True)
+            target.copy_log_slice(LogCursor(), failed_logs)
+            self._failed[name] = f"target {name} could not start: {exc}"
+            raise TargetError(self._failed[name]) from exc
+
+    def _reconfigure(self, name: str, knobs: dict[str, str]) -> None:
+        try:
+            self._running[name].reconfigure(knobs)
+        except Exception as exc:
+            self._running[name].stop()
+            self._failed[name] = f"target {name} could not restart with other knobs: {exc}"
+            raise TargetError(self._failed[name]) from exc
 
     def client_certificate(self, account: Account, directory: Path) -> tuple[Path, Path]:
         issued = self._environment().ca.issue_client(account.jid, directory)
@@ -168,15 +278,39 @@ class Topology:
         """A fresh loopback source address for a connection to a target this run started."""
         return self._environment().source_address() if target.driver == "local" else None
 
+    def peer_identity(self, index: int) -> PeerIdentity:
+        """The ``index``-th domain and address reserved for an actor that plays a server."""
+        self._environment()
+        if index >= len(self._peers):
+            raise HarnessError(f"a scenario may have at most {len(self._peers)} actors that play a server")
+        return self._peers[index]
+
+    @property
+    def pki(self) -> CertificateIssuer:
+        return self._environment()
+
     def running(self) -> list[RunningTarget]:
         return list(self._running.values())
 
     def close(self) -> None:
-        """Stop every target this run started and the run's DNS responder; safe to call twice."""
+        """Stop every target this run started (in parallel) and the run's DNS responder; safe
+        to call twice."""
         if self._closed:
             return
         self._closed = True
-        for target in self._running.values():
-            target.stop()
+        _in_parallel([target.stop for target in self._running.values()], raise_first=False)
         if self._env is not None:
             self._env.close()
+
+
+def _in_parallel(calls: list[Callable[[], None]], *, raise_first: bool = True) -> None:
+    """Run calls in threads (servers start and stop mostly waiting); re-raise the first error."""
+    if len(calls) <= 1:
+        for call in calls:
+            call()
+        return
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors and raise_first:
+        raise errors[0]

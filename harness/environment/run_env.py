@@ -11,6 +11,7 @@ addresses.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import os
 import shutil
@@ -60,6 +61,26 @@ class RunEnvironment:
         """Make ``domain`` resolve for every target (DNS A/SRV and the private hosts file)."""
         self.dns.add_host(domain, address, srv=srv)
         self.dns.write_hosts(self.hosts_file)
+
+    def server_certificate(
+        self,
+        domain: str,
+        directory: Path,
+        *,
+        trusted: bool = True,
+        expired: bool = False,
+    ) -> tuple[Path, Path]:
+        """A server certificate for an actor that plays a server (see ``CertificateIssuer``)."""
+        ca = self.ca if trusted else self.untrusted_ca
+        validity: dict[str, datetime.datetime] = {}
+        if expired:
+            now = datetime.datetime.now(datetime.UTC)
+            validity = {
+                "not_before": now - datetime.timedelta(days=30),
+                "not_after": now - datetime.timedelta(days=1),
+            }
+        issued = ca.issue_server(domain, directory, **validity)
+        return issued.cert_path, issued.key_path
 
     def close(self) -> None:
         self.dns.stop()

@@ -117,7 +117,7 @@ def score(run: RunRecord) -> dict[str, dict[str, dict[str, tuple[int, int, int]]
         lambda: defaultdict(lambda: {level: [0, 0, 0] for level in LEVELS})
     )
     for item in run.items:
-        for name in dict.fromkeys(item.target_names):  # once per target, also for x->x pairs
+        for name in dict.fromkeys(item.selected_names):  # once per target, also for x->x pairs
             cell = counts[name][item.category].setdefault(item.level, [0, 0, 0])
             if item.outcome == Outcome.UNSUPPORTED.value:
                 cell[2] += 1
@@ -266,7 +266,8 @@ def _pair_sections(items: list[ItemResult], order: list[str]) -> list[str]:
             f"### {escape_cell(scenario_id)}: {escape_cell(first.title)}",
             "",
             f"{first.level}, {escape_cell(spec_text(first.spec))}. "
-            "Rows: origin target; columns: receiver target.",
+            "Rows: origin target; columns: receiver target (a target with itself: its second "
+            "instance, on its own domain, is the receiver).",
             "",
             _table(rows, [PAIR_CORNER] + [escape_cell(r) for r in receivers]),
         ]
@@ -343,7 +344,7 @@ def render_matrix(run: RunRecord) -> str:
             lines += ["", _single_table(singles, order)]
         if pairs:
             lines += _pair_sections(pairs, order)
-        participants = _ordered((n for i in items for n in i.target_names), order)
+        participants = _ordered((n for i in items for n in i.selected_names), order)
         rows = [[escape_cell(name), format_score(scores[name][category])] for name in participants]
         lines += [
             "",

@@ -26,6 +26,7 @@ PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 ACTOR_ATTRIBUTES = ("jid", "user", "password", "domain", "full_jid")
 ROLE_ATTRIBUTES = ("domain", "address", "name")
 FREE_PLACEHOLDERS = ("random", "item")
+KNOB_ROLE_ATTRIBUTES = ("domain", "name")
 COMMON_STEP_KEYS = ("actor", "note", "unsupported_on_fail")
 
 
@@ -133,6 +134,19 @@ def load_scenario(path: Path) -> Scenario:
         )
 
     roles = data.get("roles") or {DEFAULT_ROLE: {}}
+    for role, options in roles.items():
+        for knob, value in (options.get("knobs") or {}).items():
+            for ref in PLACEHOLDER.findall(value):
+                name, _, attr = ref.partition(".")
+                if name not in roles or attr not in KNOB_ROLE_ATTRIBUTES:
+                    problems.append(
+                        Problem(
+                            _line_of(lines, ("roles", role, "knobs", knob)),
+                            f"role {role}, knob {knob}: ${{{ref}}}: a knob value may only use "
+                            f"${{ROLE.X}} with ROLE one of {', '.join(roles)} and X one of "
+                            f"{', '.join(KNOB_ROLE_ATTRIBUTES)} (known before targets start)",
+                        )
+                    )
     kinds = actor_kinds()
     actors: dict[str, ActorSpec] = {}
     for name, spec in data["actors"].items():

@@ -25,7 +25,7 @@ from harness.actors import Account
 from harness.environment.run_env import RunEnvironment
 from harness.targets.config_edit import apply_edits, file_format
 from harness.targets.running import RunningTarget
-from harness.targets.spec import CatalogueError, TargetSpec
+from harness.targets.spec import CatalogueError, TargetSpec, value_list
 from harness.verdict import TargetError
 
 # Runs ARGV as USER with the run's hosts file and resolv.conf bind-mounted over the machine's,
@@ -108,11 +108,13 @@ class LocalTarget(RunningTarget):
         return value
 
     def _knob_edits(self, dest: str) -> list[dict[str, Any]]:
+        """The knobs' edits of one file, rendered with each knob's ``value``/``value_list``."""
         edits = []
         for name, value in sorted(self.knobs.items()):
             for edit in self.spec.knobs[name].edits_for(value):
                 if edit.get("file") == dest:
-                    edits.append({k: v for k, v in edit.items() if k != "file"})
+                    plain = {k: v for k, v in edit.items() if k != "file"}
+                    edits.append(self._render(plain, value=value, value_list=value_list(value)))
         return edits
 
     def _render_files(self) -> None:
@@ -138,7 +140,7 @@ class LocalTarget(RunningTarget):
                     raise TargetError(f"{where}: cannot read packaged file {src}: {exc}") from exc
             else:
                 raise CatalogueError(f"{where}: a files entry needs source, copy or template")
-            edits = self._render(list(entry.get("edits") or []) + self._knob_edits(entry["dest"]))
+            edits = self._render(list(entry.get("edits") or [])) + self._knob_edits(entry["dest"])
             dest.write_text(apply_edits(text, file_format(entry["dest"]), edits, where))
 
     # -- processes ----------------------------------------------------------------------------
@@ -186,13 +188,12 @@ class LocalTarget(RunningTarget):
             raise TargetError(f"{self.name}: {what} exited {popen.returncode}: {' | '.join(tail)}")
         return stdout
 
-    def _spawn(self, proc: dict[str, Any]) -> None:
-        name = str(proc["name"])
+    def _popen(self, proc: dict[str, Any]) -> subprocess.Popen[bytes]:
         argv = [str(a) for a in self._render(proc["argv"])]
         env = dict(os.environ)
         env.update({str(k): str(v) for k, v in self._render(proc.get("env") or {}).items()})
-        with (self.run_dir / "logs" / f"{name}.out").open("ab") as out, interrupts.shielded():
-            popen = subprocess.Popen(
+        with (self.run_dir / "logs" / f"{proc['name']}.out").open("ab") as out, interrupts.shielded():
+            return subprocess.Popen(
                 self._wrap(argv),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -200,7 +201,6 @@ class LocalTarget(RunningTarget):
                 env=env,
                 start_new_session=True,
             )
-            self._procs.append((name, popen))
 
     def _check_alive(self, what: str) -> None:
         for name, popen in self._procs:
@@ -234,7 +234,7 @@ class LocalTarget(RunningTarget):
         if self.run_dir.exists():
             shutil.rmtree(self.run_dir)
         (self.run_dir / "logs").mkdir(parents=True)
-        cert = self.env.ca.issue_server(self.domain, self.run_dir / "tls")
+        cert = self.env.ca.issue_server(self.domain, self.run_dir / "tls", extra_names=self.service_domains)
         self._context = {
             "run_dir": str(self.run_dir),
             "name": self.name,
@@ -254,7 +254,7 @@ class LocalTarget(RunningTarget):
             self._run_command(argv, f"setup command {argv[0]}")
         deadline = time.monotonic() + float(self.spec.ready.get("timeout", 60))
         for proc in self.spec.processes:
-            self._spawn(proc)
+            self._procs.append((str(proc["name"]), self._popen(proc)))
             if "wait_tcp" in proc:
                 port = self.ports[proc["wait_tcp"]]
                 self._wait(
@@ -269,6 +269,38 @@ class LocalTarget(RunningTarget):
         # A process that could not bind its port may exit while a foreign listener answers the probe.
         self._check_alive("the end of the start")
         self.version = self._read_version()
+
+    @property
+    def service_domains(self) -> list[str]:
+        return [f"{sub}.{self.domain}" for sub in self.spec.subdomains]
+
+    def reset_peer_state(self) -> None:
+        """Drop every server-to-server connection and remembered failure (``reset:``)."""
+        reset = self.spec.reset
+        if "command" in reset:
+            self._run_command(self._render(reset["command"]), "reset command")
+        restart = set(reset.get("restart", []))
+        if not restart:
+            return
+        deadline = time.monotonic() + float(self.spec.ready.get("timeout", 60))
+        for index, (name, popen) in enumerate(self._procs):
+            if name not in restart:
+                continue
+            _end_group(popen, grace=float(reset.get("grace", STOP_GRACE_S)))
+            proc = next(p for p in self.spec.processes if p["name"] == name)
+            self._procs[index] = (name, self._popen(proc))
+            if "wait_tcp" in proc:
+                port = self.ports[proc["wait_tcp"]]
+                self._wait(f"port {port} of {name}", lambda p=port: port_open(self.address, p), deadline)
+
+    def reconfigure(self, knobs: dict[str, str]) -> None:
+        """Restart with other knob values; the accounts made so far exist again, same passwords."""
+        self.stop()
+        self.knobs = self.spec.knob_values(knobs)
+        self.start()
+        for account in self._accounts.values():
+            argv = self._render(self.spec.accounts["create"], user=account.user, password=account.password)
+            self._run_command(argv, f"creating account {account.user} again")
 
     def _read_version(self) -> str:
         version = self.spec.version

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.actors import Account, TargetView
+from harness.verdict import TargetError
 
 
 @dataclass
@@ -91,6 +92,16 @@ class RunningTarget(abc.ABC):
                 shutil.copyfileobj(src, out)
             written.append(dest)
         return written
+
+    def reset_peer_state(self) -> None:
+        """Drop every connection with other servers and any remembered failure (back-off), so
+        that an item over a pair of targets starts from no federation state. A target the
+        harness does not run cannot be reset: nothing happens."""
+        return None
+
+    def reconfigure(self, knobs: dict[str, str]) -> None:
+        """Run with other knob values from now on (a scenario needs them on its role)."""
+        raise TargetError(f"{self.name} is not run by the harness: its knobs cannot be changed")
 
     @abc.abstractmethod
     def stop(self) -> None:

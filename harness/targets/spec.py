@@ -19,6 +19,9 @@ class CatalogueError(HarnessError):
     """A target folder or a knob selection is wrong (a usage error, exit code 2)."""
 
 
+ANY_VALUE = "*"  # the key of a knob's edits for any value it does not list (e.g. a domain list)
+
+
 @dataclass(frozen=True)
 class Knob:
     name: str
@@ -27,12 +30,21 @@ class Knob:
     values: dict[str, list[dict[str, Any]]]  # value -> edits (the default value usually has none)
 
     def edits_for(self, value: str) -> list[dict[str, Any]]:
+        """The edits of one value; edits under ``"*"`` serve any value the knob does not list
+        (the driver renders them with ``value`` and ``value_list``, the value split on commas)."""
         if value == self.default and value not in self.values:
             return []
-        if value not in self.values:
-            choices = sorted({self.default, *self.values})
-            raise CatalogueError(f"knob {self.name}: unknown value {value!r}; choose one of {choices}")
-        return self.values[value]
+        if value in self.values:
+            return self.values[value]
+        if ANY_VALUE in self.values:
+            return self.values[ANY_VALUE]
+        choices = sorted({self.default, *self.values})
+        raise CatalogueError(f"knob {self.name}: unknown value {value!r}; choose one of {choices}")
+
+
+def value_list(value: str) -> list[str]:
+    """A list-valued knob's items: comma-separated, blanks dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,12 @@ class TargetSpec:
     version: dict[str, str] | None
     logs: list[str]
     knobs: dict[str, Knob] = field(default_factory=dict)
+    # services the target runs on subdomains of its own (e.g. "conference" for a MUC service):
+    # every target resolves them and the target's certificate names them
+    subdomains: list[str] = field(default_factory=list)
+    # how to drop every connection with other servers and any remembered failure, between items
+    # over pairs: {command: argv} and/or {restart: [process names]}
+    reset: dict[str, Any] = field(default_factory=dict)
     # named bundles of knob values (e.g. "hardened"): variant -> (description, knob -> value)
     variants: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
@@ -119,6 +137,8 @@ def load_spec(folder: Path) -> TargetSpec:
         version=data.get("version"),
         logs=[str(p) for p in data.get("logs") or []],
         knobs=knobs,
+        subdomains=[str(sub) for sub in data.get("subdomains") or []],
+        reset=dict(data.get("reset") or {}),
         variants={
             name: (str(v.get("description", "")), {str(k): str(x) for k, x in (v.get("knobs") or {}).items()})
             for name, v in (data.get("variants") or {}).items()

@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.actors import Account
+from harness.actors import Account, CertificateIssuer, PeerIdentity
 from harness.targets.running import RunningTarget
+from harness.verdict import HarnessError
 from tests.doubles.xmpp_server import DoubleConfig, DoubleThread, Pki, XmppDouble
 
 DOMAIN = "double.test"
@@ -83,6 +84,13 @@ class DoubleServices:
     def client_certificate(self, account: Account, directory: Path) -> tuple[Path, Path]:
         issued = self.ca.issue_client(account.jid, directory)
         return issued.cert_path, issued.key_path
+
+    def peer_identity(self, index: int) -> PeerIdentity:
+        raise HarnessError("the c2s double runs no scenario with an actor that plays a server")
+
+    @property
+    def pki(self) -> CertificateIssuer:
+        raise HarnessError("the c2s double runs no scenario with an actor that plays a server")
 
 
 @contextmanager

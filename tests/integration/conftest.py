@@ -82,3 +82,22 @@ def auth_scenarios():
     scenarios, errors = load_all(scenario_files(ROOT / "scenarios"))
     assert not errors
     return [s for s in scenarios if s.category == "authentication"]
+
+
+@pytest.fixture(scope="session")
+def fed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropRun]:
+    """``interop run --category federation`` on the three local servers (9 ordered pairs)."""
+    base = tmp_path_factory.mktemp("fed-matrix")
+    work = Path(tempfile.mkdtemp(prefix="interop-test-"))
+    work.chmod(0o755)
+    result = interop(["--category", "federation", "--targets", ",".join(LOCAL_TARGETS)], base / "out", work)
+    assert result.run is not None, f"no results.json; interop printed:\n{result.stdout[-4000:]}"
+    yield result
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fed_scenarios():
+    scenarios, errors = load_all(scenario_files(ROOT / "scenarios"))
+    assert not errors
+    return [s for s in scenarios if s.category == "federation"]

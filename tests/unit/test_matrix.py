@@ -400,7 +400,7 @@ def test_score_rows_under_each_category(md):
 
 def test_pair_grid_per_scenario(md):
     assert "### fed.s2s.dialback: fed.s2s.dialback title" in md
-    assert "MUST, XEP-0220 §2.1. Rows: origin target; columns: receiver target." in md
+    assert "MUST, XEP-0220 §2.1. Rows: origin target; columns: receiver target (a target" in md
     grid = by_first_column(table_after(md, "### fed.s2s.dialback"))
     assert list(next(iter(grid.values()))) == ["origin \\ receiver", "prosody", "ejabberd"]
     assert grid["prosody"]["prosody"] == "pass"
@@ -475,3 +475,20 @@ def test_the_test_run_is_a_valid_record(tmp_path):
 
     run = make_run()
     assert read_results(write_results(run, tmp_path / "results.json")) == run
+
+
+def test_second_instance_sits_on_the_diagonal_of_the_pair_grid():
+    run = make_run()
+    same = item("fed.s2s.same", ("prosody", "ejabberd"), "fail", category="federation", reason="bounced")
+    second = TargetRecord(
+        "prosody-2", "Prosody", "0.12.3", "local", "prosody-2.test", "127.0.0.9", {}, "receiver", "prosody"
+    )
+    same.targets = [target("prosody", "origin"), second]
+    run.items = [same]
+    md = render_matrix(run)
+    grid = md.split("### fed.s2s.same")[1].split("###")[0]
+    header = next(line for line in grid.splitlines() if line.startswith("| origin"))
+    assert [c.strip() for c in header.strip("|").split("|")] == ["origin \\ receiver", "prosody"]
+    row = next(line for line in grid.splitlines() if line.startswith("| prosody "))
+    assert "FAIL: bounced" in row
+    assert same.pair == ("prosody", "prosody")

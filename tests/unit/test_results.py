@@ -354,6 +354,7 @@ def test_run_accepts_target_records_and_lists_item_only_targets():
     assert run.targets == [
         {
             "name": "prosody",
+            "instance_of": "prosody",
             "product": "Prosody",
             "version": "1.2.3",
             "driver": "local",

@@ -146,3 +146,25 @@ def test_validate_command_exit_codes(tmp_path, capsys):
 
 def test_shipped_catalogue_is_valid():
     assert main(["validate"]) == 0
+
+
+PAIR = GOOD.replace(
+    "actors:\n  alice:\n    kind: xmpp-raw\n    account: alice\n  carol:\n    kind: xmpp-raw\n",
+    "roles:\n  origin: {}\n  receiver:\n    knobs: {s2s_block: '${origin.domain}'}\n"
+    "actors:\n  alice:\n    kind: xmpp-raw\n    role: origin\n    account: alice\n"
+    "  carol:\n    kind: xmpp-raw\n    role: receiver\n",
+)
+
+
+def test_role_knobs_load_and_may_name_the_other_role(tmp_path):
+    scenario = load_scenario(write(tmp_path, PAIR))
+    assert scenario.roles["receiver"]["knobs"] == {"s2s_block": "${origin.domain}"}
+    assert scenario.is_pair
+
+
+def test_role_knob_placeholders_are_limited_to_what_is_known_before_start(tmp_path):
+    lines = problems(write(tmp_path, PAIR.replace("${origin.domain}", "${alice.jid}")))
+    assert any(
+        ":12: role receiver, knob s2s_block: ${alice.jid}: a knob value may only use ${ROLE.X}" in line
+        for line in lines
+    ), lines

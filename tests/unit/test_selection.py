@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from harness.baseline import Baselines
-from harness.targets.spec import CatalogueError, Knob, TargetSpec
-from harness.topology import parse_knobs
-from harness.verdict import Outcome, Verdict
+from harness.targets.spec import CatalogueError, Knob, TargetSpec, value_list
+from harness.topology import Selection, Topology, parse_knobs
+from harness.verdict import Outcome, Unsupported, Verdict
 
 
 def _spec(product: str, knobs: dict[str, Knob]) -> TargetSpec:
@@ -106,3 +106,45 @@ def test_shipped_targets_define_a_valid_hardened_variant():
     for name, spec in catalogue(Path(__file__).resolve().parents[2] / "fixtures" / "targets").items():
         assert "hardened" in spec.variants, name
         spec.knob_values(spec.variant_knobs("hardened"))  # every knob and value exists
+
+
+CATALOGUE = Path(__file__).resolve().parents[2] / "fixtures" / "targets"
+
+
+def _topology(tmp_path: Path, *names: str) -> Topology:
+    return Topology(Selection(targets=list(names)), CATALOGUE, tmp_path)
+
+
+def test_pairs_include_a_target_with_its_second_instance(tmp_path):
+    topology = _topology(tmp_path, "prosody", "ejabberd")
+    assert list(topology.pairs()) == [
+        ("prosody", "prosody-2"),
+        ("prosody", "ejabberd"),
+        ("ejabberd", "prosody"),
+        ("ejabberd", "ejabberd-2"),
+    ]
+    second = topology.describe("prosody-2")
+    assert (second["product"], second["domain"]) == ("prosody", "prosody-2.test")
+    assert topology.instance_of("prosody-2") == "prosody"
+    assert topology.instance_of("ejabberd") == "ejabberd"
+
+
+def test_role_knobs_resolve_the_other_role_and_missing_knobs_are_unsupported(tmp_path):
+    topology = _topology(tmp_path, "prosody", "jabberd2")
+    names = {"origin": "jabberd2", "receiver": "prosody-2"}
+    roles = {"origin": {}, "receiver": {"knobs": {"s2s_secure_auth": "${origin.name}:${origin.domain}"}}}
+    assert topology.role_knobs(roles, names) == {
+        "origin": {},
+        "receiver": {"s2s_secure_auth": "jabberd2:jabberd2.test"},
+    }
+    with pytest.raises(Unsupported, match="jabberd2 has no knob no_such_knob .the scenario needs it on origin"):
+        topology.role_knobs({"origin": {"knobs": {"no_such_knob": "x"}}, "receiver": {}}, names)
+
+
+def test_a_knob_with_any_value_gives_its_wildcard_edits():
+    block = Knob("s2s_block", "", "", {"*": [{"file": "f", "append": "{{ value_list | join(' ') }}"}]})
+    assert block.edits_for("") == []
+    assert block.edits_for("a.test, b.test") == [{"file": "f", "append": "{{ value_list | join(' ') }}"}]
+    assert value_list("a.test, ,b.test") == ["a.test", "b.test"]
+    with pytest.raises(CatalogueError, match="unknown value 'x'"):
+        REG.edits_for("x")

@@ -216,3 +216,11 @@ def test_compile_match_list_errors_name_the_alternative() -> None:
         compile_match([])
     with pytest.raises(PatternError, match="not int"):
         compile_match(42)  # type: ignore[arg-type]
+
+
+def test_without_attribute_tells_available_from_unavailable_presence() -> None:
+    pattern = compile_pattern("<presence from='b@r.test/x' m:without='type'/>")
+    assert pattern.matches(received("<presence from='b@r.test/x'><priority>1</priority></presence>"))
+    unavailable = received("<presence from='b@r.test/x' type='unavailable'/>")
+    assert not pattern.matches(unavailable)
+    assert pattern.explain(unavailable) == "attribute type='unavailable' present, expected none"

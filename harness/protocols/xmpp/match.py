@@ -20,7 +20,9 @@ Rules (a pattern matches an element when all hold):
   checked independently, so two pattern children may match the same element child);
 * a pattern child with ``m:absent='true'`` matches when *no* child of the element matches it;
 * pattern text, when not blank, equals the element's stripped text (``*``: any non-empty text);
-* ``m:text-contains='...'``: the element's text contains the value.
+* ``m:text-contains='...'``: the element's text contains the value;
+* ``m:without='type id'``: the element has none of these attributes (e.g. an available
+  presence is a ``<presence/>`` without ``type``).
 
 A scenario's ``match`` may also be a list of patterns, meaning "any of these"
 (:func:`compile_match` returns an :class:`AnyOf` then).
@@ -48,7 +50,8 @@ _M_ELEMENTS = {ANY, CLOSED, NOT_WELL_FORMED}
 
 _ABSENT = f"{{{NS_MATCH}}}absent"
 _TEXT_CONTAINS = f"{{{NS_MATCH}}}text-contains"
-_M_ATTRIBUTES = {_ABSENT: "absent", _TEXT_CONTAINS: "text-contains"}
+_WITHOUT = f"{{{NS_MATCH}}}without"
+_M_ATTRIBUTES = {_ABSENT: "absent", _TEXT_CONTAINS: "text-contains", _WITHOUT: "without"}
 
 _PREFIXES = {NS_STREAM: "stream", NS_MATCH: "m"}
 
@@ -112,6 +115,7 @@ class _Node:
     text: str | None
     text_contains: str | None
     absent: bool
+    without: tuple[str, ...] = ()  # attributes the element must not have
     children: list[_Node] = field(default_factory=list)
 
     # -- matching ----------------------------------------------------------------------------
@@ -129,6 +133,9 @@ class _Node:
                 return f"missing attribute {key}" + ("" if want == "*" else f"={want!r}")
             if want != "*" and have != want:
                 return f"attribute {key} is {have!r}, expected {want!r}"
+        for key in self.without:
+            if el.get(key) is not None:
+                return f"attribute {key}={el.get(key)!r} present, expected none"
         own_text = (el.text or "").strip()
         if self.text is not None:
             if self.text == "*":
@@ -174,6 +181,8 @@ class _Node:
             out += " with some text" if self.text == "*" else f" with text {self.text!r}"
         if self.text_contains is not None:
             out += f" with text containing {self.text_contains!r}"
+        for key in self.without:
+            out += f" without {key}"
         return out
 
 
@@ -218,6 +227,7 @@ def _build(el: ET.Element, is_root: bool) -> _Node:
     attrs: dict[str, str] = {}
     absent = False
     text_contains = None
+    without: tuple[str, ...] = ()
     for key, value in el.attrib.items():
         if key.startswith(f"{{{NS_MATCH}}}"):
             if key not in _M_ATTRIBUTES:
@@ -235,6 +245,8 @@ def _build(el: ET.Element, is_root: bool) -> _Node:
                         'm:absent is for children ("no child like this"); '
                         "for the whole element use an expect-nothing step"
                     )
+            elif key == _WITHOUT:
+                without = tuple(value.split())
             else:
                 text_contains = value
         else:
@@ -246,6 +258,7 @@ def _build(el: ET.Element, is_root: bool) -> _Node:
         text=text,
         text_contains=text_contains,
         absent=absent,
+        without=without,
     )
     node.children = [_build(child, False) for child in el]
     return node
