@@ -82,6 +82,8 @@ class Placeholders:
             if not value:
                 raise HarnessError(f"${{{ref}}} used before {name} bound a resource")
             return str(value)
+        if account is None and attr == "domain" and actor.ctx.peer is not None:
+            return actor.ctx.peer.domain  # an actor that plays a server: its own domain
         if account is None:
             raise HarnessError(f"${{{ref}}}: actor {name} has no account")
         return {

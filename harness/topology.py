@@ -188,6 +188,16 @@ class Topology:
                     f"{names[role]} has no knob {', '.join(missing)} (the scenario needs it on {role})"
                 )
             knobs[role] = {k: PLACEHOLDER.sub(lambda m: values[m.group(1)], v) for k, v in wanted.items()}
+            for knob, value in knobs[role].items():
+                spec = self._spec(names[role])  # a target with knobs is one the harness runs
+                try:
+                    spec.knobs[knob].edits_for(value)
+                except CatalogueError:
+                    known = ", ".join(sorted({spec.knobs[knob].default, *spec.knobs[knob].values}))
+                    raise Unsupported(
+                        f"{names[role]} cannot set knob {knob}={value} (the scenario needs it on "
+                        f"{role}); its values: {known}"
+                    ) from None
         return knobs
 
     def _environment(self) -> RunEnvironment:

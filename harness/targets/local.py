@@ -97,15 +97,15 @@ class LocalTarget(RunningTarget):
 
     # -- rendering ---------------------------------------------------------------------------
 
-    def _render(self, value: Any, **extra: Any) -> Any:
-        """Render every string inside ``value`` (str, list or dict) as a Jinja2 template."""
-        if isinstance(value, str):
-            return self._jinja.from_string(value).render(**self._context, **extra)
-        if isinstance(value, list):
-            return [self._render(v, **extra) for v in value]
-        if isinstance(value, dict):
-            return {k: self._render(v, **extra) for k, v in value.items()}
-        return value
+    def _render(self, template: Any, **extra: Any) -> Any:
+        """Render every string inside ``template`` (str, list or dict) as a Jinja2 template."""
+        if isinstance(template, str):
+            return self._jinja.from_string(template).render(**self._context, **extra)
+        if isinstance(template, list):
+            return [self._render(v, **extra) for v in template]
+        if isinstance(template, dict):
+            return {k: self._render(v, **extra) for k, v in template.items()}
+        return template
 
     def _knob_edits(self, dest: str) -> list[dict[str, Any]]:
         """The knobs' edits of one file, rendered with each knob's ``value``/``value_list``."""

@@ -20,6 +20,7 @@ import pytest
 
 from harness.results import RunRecord, read_results
 from harness.scenario.loader import load_all, scenario_files
+from harness.scenario.model import Scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_TARGETS = ("prosody", "ejabberd", "jabberd2")
@@ -64,40 +65,39 @@ def work_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def auth_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropRun]:
-    base = tmp_path_factory.mktemp("auth-matrix")
+def category_run(factory: pytest.TempPathFactory, category: str) -> Iterator[InteropRun]:
+    """``interop run --category CATEGORY`` on the three local servers, its work dir removed after."""
+    base = factory.mktemp(f"{category}-matrix")
     work = Path(tempfile.mkdtemp(prefix="interop-test-"))
     work.chmod(0o755)
-    result = interop(
-        ["--category", "authentication", "--targets", ",".join(LOCAL_TARGETS)], base / "out", work
-    )
+    result = interop(["--category", category, "--targets", ",".join(LOCAL_TARGETS)], base / "out", work)
     assert result.run is not None, f"no results.json; interop printed:\n{result.stdout[-4000:]}"
     yield result
     shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def auth_scenarios():
+def auth_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropRun]:
+    yield from category_run(tmp_path_factory, "authentication")
+
+
+def scenarios_of(category: str) -> list[Scenario]:
     scenarios, errors = load_all(scenario_files(ROOT / "scenarios"))
     assert not errors
-    return [s for s in scenarios if s.category == "authentication"]
+    return [s for s in scenarios if s.category == category]
+
+
+@pytest.fixture(scope="session")
+def auth_scenarios() -> list[Scenario]:
+    return scenarios_of("authentication")
 
 
 @pytest.fixture(scope="session")
 def fed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropRun]:
-    """``interop run --category federation`` on the three local servers (9 ordered pairs)."""
-    base = tmp_path_factory.mktemp("fed-matrix")
-    work = Path(tempfile.mkdtemp(prefix="interop-test-"))
-    work.chmod(0o755)
-    result = interop(["--category", "federation", "--targets", ",".join(LOCAL_TARGETS)], base / "out", work)
-    assert result.run is not None, f"no results.json; interop printed:\n{result.stdout[-4000:]}"
-    yield result
-    shutil.rmtree(work, ignore_errors=True)
+    """The federation category: every pair scenario over the 9 ordered pairs."""
+    yield from category_run(tmp_path_factory, "federation")
 
 
 @pytest.fixture(scope="session")
-def fed_scenarios():
-    scenarios, errors = load_all(scenario_files(ROOT / "scenarios"))
-    assert not errors
-    return [s for s in scenarios if s.category == "federation"]
+def fed_scenarios() -> list[Scenario]:
+    return scenarios_of("federation")

@@ -132,13 +132,19 @@ def test_pairs_include_a_target_with_its_second_instance(tmp_path):
 def test_role_knobs_resolve_the_other_role_and_missing_knobs_are_unsupported(tmp_path):
     topology = _topology(tmp_path, "prosody", "jabberd2")
     names = {"origin": "jabberd2", "receiver": "prosody-2"}
-    roles = {"origin": {}, "receiver": {"knobs": {"s2s_secure_auth": "${origin.name}:${origin.domain}"}}}
+    roles = {"origin": {}, "receiver": {"knobs": {"s2s_block": "${origin.name}.example,${origin.domain}"}}}
     assert topology.role_knobs(roles, names) == {
         "origin": {},
-        "receiver": {"s2s_secure_auth": "jabberd2:jabberd2.test"},
+        "receiver": {"s2s_block": "jabberd2.example,jabberd2.test"},
     }
-    with pytest.raises(Unsupported, match="jabberd2 has no knob no_such_knob .the scenario needs it on origin"):
+    with pytest.raises(
+        Unsupported, match="jabberd2 has no knob no_such_knob .the scenario needs it on origin"
+    ):
         topology.role_knobs({"origin": {"knobs": {"no_such_knob": "x"}}, "receiver": {}}, names)
+    with pytest.raises(
+        Unsupported, match="prosody-2 cannot set knob s2s_auth=bogus .* its values: certificate,"
+    ):
+        topology.role_knobs({"origin": {}, "receiver": {"knobs": {"s2s_auth": "bogus"}}}, names)
 
 
 def test_a_knob_with_any_value_gives_its_wildcard_edits():

@@ -1,6 +1,6 @@
 """XMPP: actors and structural matching of stream elements. Importing registers the actor kinds."""
 
-from harness.protocols.xmpp import client, raw  # noqa: F401
+from harness.protocols.xmpp import client, peer, raw  # noqa: F401
 
 #: The SRV service each named target port publishes (RFC 6120 §3.2.1, XEP-0368).
 SRV_LABELS = {

@@ -16,6 +16,9 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
 NS_PING = "urn:xmpp:ping"
 NS_SASL_CB = "urn:xmpp:sasl-cb:0"  # XEP-0440
+NS_SERVER = "jabber:server"  # the default namespace of server-to-server streams (RFC 6120 4.8.3)
+NS_DIALBACK = "jabber:server:dialback"  # XEP-0220 db: elements
+NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback"  # XEP-0220 stream feature
 
 STREAM_TAG = f"{{{NS_STREAM}}}stream"
 FEATURES_TAG = f"{{{NS_STREAM}}}features"
@@ -27,9 +30,12 @@ __all__ = [
     "IQ_TAG",
     "NS_BIND",
     "NS_CLIENT",
+    "NS_DIALBACK",
+    "NS_DIALBACK_FEATURE",
     "NS_PING",
     "NS_SASL",
     "NS_SASL_CB",
+    "NS_SERVER",
     "NS_SESSION",
     "NS_STANZAS",
     "NS_STREAM",
