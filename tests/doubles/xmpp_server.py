@@ -19,6 +19,23 @@ Correct by default
     requests excepted: answered per ``registration``); XEP-0199 ping; routing of messages and
     iqs between bound sessions.
 
+    RFC 6121, as far as the federation scenarios touch it (both roles of a pair are one double,
+    see ``tests/proofs``): roster get (the resource becomes "interested"); initial and later
+    broadcast presence (to the user's own available resources and subscribers; initial presence
+    is answered with the current presence of the user's contacts and pending requests);
+    directed presence; subscribe/subscribed stamped with the bare JID, delivered to the
+    contact's available (subscribe) or the user's interested (subscribed) resources, with roster
+    pushes and, after an approval, the contact's current presence (§3.1.5); messages to full
+    JIDs stamped with the sender's full JID; IQ requests to a full JID only when the recipient
+    shares presence with the sender, results and errors always (§8.5.3.1); service-unavailable
+    for users that do not exist (§8.5.1); and, as the double knows no other domain and has no
+    server-to-server side, an immediate <remote-server-not-found/> for stanzas to any other
+    domain (RFC 6120 §10.4.3). Not modelled: roster sets, unsubscribe/unsubscribed sent by
+    clients, unavailable presence when a connection ends, offline storage.
+
+    XEP-0045, always on: a multi-user chat service at ``conference.<domain>`` with instant rooms,
+    joins, groupchat messages and leaving (:class:`MucService`).
+
 Flaws
     ``DoubleConfig(flaws={...})`` takes names from :data:`FLAWS`; each breaks one rule, and the
     proofs (``tests/proofs``) show which scenario catches it.
@@ -70,6 +87,7 @@ NS_STREAMS = "urn:ietf:params:xml:ns:xmpp-streams"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_PING = "urn:xmpp:ping"
 NS_REGISTER = "jabber:iq:register"
+NS_ROSTER = "jabber:iq:roster"
 NS_SASL_CB = "urn:xmpp:sasl-cb:0"
 ID_ON_XMPPADDR = "1.3.6.1.5.5.7.8.5"
 
@@ -140,6 +158,26 @@ FLAWS: dict[str, str] = {
     "RFC 6120 §4.9.3.12",
     "register-not-allowed": "a registration request before authentication gets <not-allowed/>, XEP-0077 §3.1",
     "register-silent": "a registration request before authentication gets no answer, XEP-0077 §3.1",
+    # -- routing, presence and subscriptions (RFC 6121) -----------------------------------------
+    "drop-routed-messages": "a message to another user is accepted but never delivered, RFC 6121 §8.5.3.1",
+    "iq-to-full-jid-refused": "an IQ get/set to a full JID gets <service-unavailable/> although the "
+    "recipient shares presence with the sender, RFC 6121 §8.5.3.1",
+    "iq-to-full-jid-unchecked": "an IQ get/set to a full JID is delivered although the recipient "
+    "shares no presence with the sender (<service-unavailable/> is due), RFC 6121 §8.5.3.1",
+    "iq-result-not-delivered": "an IQ result or error to a full JID is dropped, RFC 6121 §8.5.3.1",
+    "unknown-user-item-not-found": "an IQ to a user that does not exist gets <item-not-found/> "
+    "instead of <service-unavailable/>, RFC 6121 §8.5.1",
+    "no-bounce-unknown-domain": "a stanza to a domain the server does not know is dropped "
+    "silently, without <remote-server-not-found/>, RFC 6120 §10.4.3",
+    "subscription-from-full-jid": "outbound subscription stanzas are stamped with the sender's "
+    "full JID, not the bare JID, RFC 6121 §3.1.2 / §3.1.5",
+    "no-presence-after-approval": "after a subscription approval the contact's server does not "
+    "send the contact's current presence to the user, RFC 6121 §3.1.5",
+    # -- multi-user chat (XEP-0045) -------------------------------------------------------------
+    "muc-no-join-broadcast": "a room sends a new occupant's presence to the new occupant only, "
+    "not to the occupants already there, XEP-0045 §7.2.2",
+    "muc-no-self-presence-status": "the presence a room sends an occupant about itself lacks "
+    "status code 110, XEP-0045 §7.2.3",
 }
 
 # conflict policies of RFC 6120 §7.7.2.2
@@ -388,6 +426,8 @@ class XmppDouble:
         self.received: list[bytes] = []  # everything the clients sent (decrypted)
         self.peers: list[tuple[str, int]] = []  # (address, port) of every client connection
         self.sessions: dict[str, list[_Connection]] = {}  # full JID -> bound sessions
+        self.rosters: dict[str, dict[str, RosterItem]] = {}  # user's bare JID -> contact's -> item
+        self.muc = MucService(self)  # conference.<domain>
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._counter = 0
@@ -508,6 +548,7 @@ class XmppDouble:
             self.log(f"#{conn.number} DOUBLE BUG: {type(exc).__name__}: {exc}")
             raise
         finally:
+            await self.muc.leave_all(conn)
             conn.unbind()
             self._tasks.discard(task)
             writer.close()
@@ -531,6 +572,9 @@ class XmppDouble:
         targets = self.sessions_for(el.get("to", ""))
         if sender is not None:
             el.set("from", sender)
+        return await self.deliver(el, targets)
+
+    async def deliver(self, el: ET.Element, targets: list[_Connection]) -> bool:
         text = _client_xml(el)
         for conn in targets:
             await conn.send(text)
@@ -538,9 +582,122 @@ class XmppDouble:
             self.log(f"routed <{_local(el.tag)}> to {el.get('to')} ({len(targets)} session(s))")
         return bool(targets)
 
+    # -- users, presence and rosters (RFC 6121) ---------------------------------------------------
+
+    def serves(self, jid: str) -> bool:
+        """The double serves one domain and knows no other (it has no server-to-server side)."""
+        return domain_of(jid) == self.config.domain
+
+    def exists(self, jid: str) -> bool:
+        local, at, _ = bare_jid(jid).partition("@")
+        return bool(at) and self.serves(jid) and local in self.config.accounts
+
+    def available(self, bare: str) -> list[_Connection]:
+        """The available resources of a user: bound and sent available presence (RFC 6121 §4.2)."""
+        return [c for c in self.sessions_for(bare) if c.presence is not None]
+
+    def interested(self, bare: str) -> list[_Connection]:
+        """The interested resources of a user: requested the roster (RFC 6121 §2.1.6)."""
+        return [c for c in self.sessions_for(bare) if c.interested]
+
+    def roster_item(self, user: str, contact: str) -> RosterItem:
+        return self.rosters.setdefault(user, {}).setdefault(contact, RosterItem())
+
+    def shares_presence(self, recipient: _Connection, sender: str) -> bool:
+        """RFC 6121 §8.5.3.1: the recipient shares presence with ``sender`` (a full JID) by a
+        subscription (``from`` or ``both``) or by directed presence; a user's own resources do."""
+        assert recipient.jid is not None
+        bare = bare_jid(sender)
+        if bare_jid(recipient.jid) == bare:
+            return True
+        item = self.rosters.get(bare_jid(recipient.jid), {}).get(bare)
+        return (item is not None and item.from_) or bool({sender, bare} & recipient.directed)
+
+    async def deliver_presence(self, el: ET.Element, to: str) -> None:
+        """Presence (not a subscription stanza) to ``to``: the session of a full JID, every
+        available resource of a bare JID (RFC 6121 §8.5.2.1.1, §8.5.3.1)."""
+        copy = copy_module.deepcopy(el)
+        copy.set("to", to)
+        await self.deliver(copy, list(self.sessions.get(to, [])) if "/" in to else self.available(to))
+
+    async def roster_push(self, user: str, contact: str) -> None:
+        """RFC 6121 §2.1.6: the changed item to every interested resource of ``user``."""
+        item = self.roster_item(user, contact).xml(contact)
+        for conn in self.interested(user):
+            await conn.send(
+                f"<iq type='set' id='push-{os.urandom(4).hex()}' to={quoteattr(conn.jid or user)}>"
+                f"<query xmlns='{NS_ROSTER}'>{item}</query></iq>"
+            )
+
+    async def inbound_subscribe(self, el: ET.Element, user: str, contact: str) -> None:
+        """RFC 6121 §3.1.3, the contact's server: a subscription request from ``user``."""
+        if not self.exists(contact):  # no such contact: the request is declined (§8.5.1)
+            self.roster_item(user, contact).ask = False
+            await self.roster_push(user, contact)
+            reply = ET.Element(
+                f"{{{NS_CLIENT}}}presence", {"type": "unsubscribed", "from": contact, "to": user}
+            )
+            await self.deliver(reply, self.interested(user))
+            return
+        item = self.roster_item(contact, user)
+        if item.from_:  # approved before: the contact's server answers at once
+            approval = ET.Element(f"{{{NS_CLIENT}}}presence", {"type": "subscribed", "from": contact})
+            await self.inbound_subscribed(approval, contact, user)
+            return
+        item.pending_in = copy_module.deepcopy(el)  # delivered again at each initial presence
+        await self.deliver(item.pending_in, self.available(contact))
+
+    async def inbound_subscribed(self, el: ET.Element, contact: str, user: str) -> None:
+        """RFC 6121 §3.1.6, the user's server: ``contact`` approved ``user``'s request."""
+        item = self.roster_item(user, contact)
+        if not item.ask:
+            self.log(f"subscribed from {contact} to {user} without a request: ignored")
+            return
+        item.ask, item.to = False, True
+        await self.roster_push(user, contact)
+        copy = copy_module.deepcopy(el)
+        copy.set("to", user)
+        await self.deliver(copy, self.interested(user))
+
 
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
+
+
+def bare_jid(jid: str) -> str:
+    return jid.split("/", 1)[0]
+
+
+def domain_of(jid: str) -> str:
+    return bare_jid(jid).rpartition("@")[2]
+
+
+SUBSCRIPTION_TYPES = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
+
+
+@dataclass
+class RosterItem:
+    """A contact in a user's roster: the subscription states of RFC 6121 §3 and Appendix A."""
+
+    to: bool = False  # the user receives the contact's presence
+    from_: bool = False  # the contact receives the user's presence
+    ask: bool = False  # the user asked to subscribe, no answer yet ("Pending Out")
+    pending_in: ET.Element | None = None  # the contact's request, not answered yet ("Pending In")
+
+    @property
+    def subscription(self) -> str:
+        return {(False, False): "none", (True, False): "to", (False, True): "from"}.get(
+            (self.to, self.from_), "both"
+        )
+
+    @property
+    def listed(self) -> bool:
+        """In the roster result: a subscription or a pending request of the user's own."""
+        return self.to or self.from_ or self.ask
+
+    def xml(self, contact: str) -> str:
+        ask = " ask='subscribe'" if self.ask else ""
+        return f"<item jid={quoteattr(contact)} subscription='{self.subscription}'{ask}/>"
 
 
 def _client_xml(el: ET.Element) -> str:
@@ -618,6 +775,14 @@ class _Connection:
         self.scram: _Scram | None = None
         self.failures = 0
         self.closed = False
+        self.presence: ET.Element | None = None  # the current available presence (RFC 6121 §4.2)
+        self.interested = False  # requested the roster (RFC 6121 §2.1.6)
+        self.directed: set[str] = set()  # JIDs this resource sent directed available presence to
+
+    @property
+    def bare(self) -> str:
+        assert self.jid is not None
+        return bare_jid(self.jid)
 
     # -- io --------------------------------------------------------------------------------------
 
@@ -1178,11 +1343,135 @@ class _Connection:
 
     async def on_stanza(self, el: ET.Element) -> None:
         kind = _local(el.tag)
-        if kind == "iq":
+        to = el.get("to", "")
+        if to and domain_of(to) == self.server.muc.domain:
+            await self.server.muc.on_stanza(self, el)
+        elif to and not self.server.serves(to):
+            await self.bounce_unknown_domain(el)
+        elif kind == "iq":
             await self.on_iq(el)
-        elif kind == "message" or (kind == "presence" and "@" in el.get("to", "")):
-            await self.server.route(el, self.jid)
-        # other presence (broadcast, to the server) needs nothing of the double
+        elif kind == "message":
+            await self.on_message(el)
+        else:
+            await self.on_presence(el)
+
+    async def stanza_error(self, el: ET.Element, condition: str, error_type: str = "cancel") -> None:
+        """Return ``el`` to this session as an error from the address it was sent to, with the
+        original payload (RFC 6120 §8.3.1)."""
+        kind = _local(el.tag)
+        attrs = {"type": "error", "from": el.get("to") or self.cfg.domain, "to": self.jid or ""}
+        if el.get("id") is not None:
+            attrs["id"] = el.get("id", "")
+        head = " ".join(f"{name}={quoteattr(value)}" for name, value in attrs.items())
+        payload = "".join(_client_xml(child) for child in el)
+        self.log(f"<{kind}> to {el.get('to')}: {condition}")
+        await self.send(
+            f"<{kind} {head}>{payload}<error type='{error_type}'><{condition} xmlns='{NS_STANZAS}'/>"
+            f"</error></{kind}>"
+        )
+
+    async def bounce_unknown_domain(self, el: ET.Element) -> None:
+        """RFC 6120 §10.4.3: the double knows no domain but its own, so a stanza to another one
+        comes back at once with <remote-server-not-found/> (errors and IQ results excepted)."""
+        kind, stanza_type = _local(el.tag), el.get("type")
+        if stanza_type == "error" or (kind == "iq" and stanza_type == "result"):
+            return
+        if self.cfg.has("no-bounce-unknown-domain"):
+            self.log(f"flaw no-bounce-unknown-domain: <{kind}> to {el.get('to')} dropped")
+            return
+        await self.stanza_error(el, "remote-server-not-found")
+
+    async def on_message(self, el: ET.Element) -> None:
+        to = el.get("to", "")
+        if to and bare_jid(to) != self.bare and self.cfg.has("drop-routed-messages"):
+            self.log(f"flaw drop-routed-messages: message to {to} dropped")
+            return
+        await self.server.route(el, self.jid)
+
+    # -- presence and subscriptions (RFC 6121 §3, §4) -------------------------------------------
+
+    async def on_presence(self, el: ET.Element) -> None:
+        to, presence_type = el.get("to"), el.get("type")
+        if presence_type in SUBSCRIPTION_TYPES and to:
+            await self.on_subscription(el, presence_type, bare_jid(to))
+        elif presence_type in (None, "unavailable"):
+            assert self.jid is not None
+            el.set("from", self.jid)
+            if to:
+                await self.directed_presence(el, to)
+            else:
+                await self.broadcast_presence(el)
+        # probes and errors from a client, subscription stanzas without 'to': nothing to do
+
+    async def broadcast_presence(self, el: ET.Element) -> None:
+        """RFC 6121 §4.2.2 / §4.4.2 / §4.5.2: to the user's own available resources (this one
+        included) and the contacts subscribed to the user; unavailable presence also to those
+        that got directed presence. Initial presence gets the current presence of the contacts
+        the user is subscribed to (the probes, answered locally) and pending requests (§3.1.3)."""
+        server, user = self.server, self.bare
+        initial = self.presence is None and el.get("type") is None
+        self.presence = el if el.get("type") is None else None
+        roster = server.rosters.get(user, {})
+        recipients = [user] + [contact for contact, item in roster.items() if item.from_]
+        if self.presence is None:
+            recipients += sorted(self.directed - set(recipients))
+            self.directed.clear()
+        for to in recipients:
+            await server.deliver_presence(el, to)
+        if not initial:
+            return
+        assert self.jid is not None
+        for contact, item in roster.items():
+            if item.to:
+                for conn in server.available(contact):
+                    assert conn.presence is not None
+                    await server.deliver_presence(conn.presence, self.jid)
+            if item.pending_in is not None:
+                await self.send(_client_xml(item.pending_in))
+
+    async def directed_presence(self, el: ET.Element, to: str) -> None:
+        """RFC 6121 §4.6: delivered (to a full JID's session, or a bare JID's available
+        resources) and remembered: the sender shares presence with ``to`` from now on."""
+        if el.get("type") is None:
+            self.directed.add(to)
+        else:
+            self.directed.discard(to)
+        await self.server.deliver_presence(el, to)
+
+    async def on_subscription(self, el: ET.Element, presence_type: str, contact: str) -> None:
+        """Outbound subscription stanzas (RFC 6121 §3.1.2, §3.1.5): stamped with the user's bare
+        JID and addressed to the contact's bare JID; the contact's side is this double too."""
+        server, user = self.server, self.bare
+        if self.cfg.has("subscription-from-full-jid"):
+            assert self.jid is not None
+            el.set("from", self.jid)
+        else:
+            el.set("from", user)
+        el.set("to", contact)
+        if presence_type == "subscribe":
+            item = server.roster_item(user, contact)
+            if not item.to:
+                item.ask = True
+                await server.roster_push(user, contact)
+            await server.inbound_subscribe(el, user, contact)
+        elif presence_type == "subscribed":
+            item = server.roster_item(user, contact)
+            if item.pending_in is None:  # no request to approve (pre-approval is not supported)
+                self.log(f"subscribed to {contact} without a pending request: ignored")
+                return
+            item.pending_in, item.from_ = None, True
+            await server.roster_push(user, contact)
+            await server.inbound_subscribed(el, user, contact)
+            if self.cfg.has("no-presence-after-approval"):
+                self.log("flaw no-presence-after-approval: no current presence sent")
+                return
+            for conn in server.available(user):  # the approving user's current presence
+                assert conn.presence is not None
+                await server.deliver_presence(conn.presence, contact)
+        else:
+            self.log(f"presence type {presence_type}: not modelled by the double, ignored")
+
+    # -- iq --------------------------------------------------------------------------------------
 
     async def on_iq(self, el: ET.Element) -> None:
         cfg = self.cfg
@@ -1190,11 +1479,7 @@ class _Connection:
         to = el.get("to", "")
         kind = el.get("type")
         if "@" in to and "/" in to:
-            if not await self.server.route(el, self.jid) and kind in ("get", "set"):
-                await self.send(
-                    f"<iq type='error' id={iq_id} from={quoteattr(to)}><error type='cancel'>"
-                    f"<service-unavailable xmlns='{NS_STANZAS}'/></error></iq>"
-                )
+            await self.iq_to_full_jid(el, to)
             return
         if kind not in ("get", "set"):
             return
@@ -1208,11 +1493,243 @@ class _Connection:
             if cfg.answer_ping:
                 await self.send(f"<iq type='result' id={iq_id} from='{cfg.domain}'/>")
             return
+        if el.find(f"{{{NS_ROSTER}}}query") is not None and to in ("", self.bare) and kind == "get":
+            await self.roster_get(el)
+            return
+        condition = "service-unavailable"  # RFC 6121 §8.5.1 for a user that does not exist
+        if "@" in to and not self.server.exists(to) and cfg.has("unknown-user-item-not-found"):
+            self.log("flaw unknown-user-item-not-found")
+            condition = "item-not-found"
         reply_from = quoteattr(to or cfg.domain)
         await self.send(
             f"<iq type='error' id={iq_id} from={reply_from}><error type='cancel'>"
-            f"<service-unavailable xmlns='{NS_STANZAS}'/></error></iq>"
+            f"<{condition} xmlns='{NS_STANZAS}'/></error></iq>"
         )
+
+    async def iq_to_full_jid(self, el: ET.Element, to: str) -> None:
+        """RFC 6121 §8.5.3.1: a result or error is delivered; a request only when the recipient
+        shares presence with the sender (else, or without such a session, service-unavailable)."""
+        cfg, server = self.cfg, self.server
+        assert self.jid is not None
+        if el.get("type") in ("result", "error"):
+            if cfg.has("iq-result-not-delivered"):
+                self.log(f"flaw iq-result-not-delivered: iq {el.get('type')} to {to} dropped")
+                return
+            await server.route(el, self.jid)  # no such session: ignored
+            return
+        targets = server.sessions.get(to, [])
+        shared = cfg.has("iq-to-full-jid-unchecked") or any(
+            server.shares_presence(c, self.jid) for c in targets
+        )
+        if targets and cfg.has("iq-to-full-jid-refused"):
+            self.log(f"flaw iq-to-full-jid-refused: iq to {to} refused")
+        elif targets and shared:
+            await server.route(el, self.jid)
+            return
+        await self.stanza_error(el, "service-unavailable")
+
+    async def roster_get(self, el: ET.Element) -> None:
+        """RFC 6121 §2.1.3: the roster, and the resource is interested from now on (§2.1.6).
+        Roster sets are not modelled (service-unavailable)."""
+        self.interested = True
+        roster = self.server.rosters.get(self.bare, {})
+        items = "".join(item.xml(contact) for contact, item in sorted(roster.items()) if item.listed)
+        await self.send(
+            f"<iq type='result' id={quoteattr(el.get('id', ''))}><query xmlns='{NS_ROSTER}'>{items}</query></iq>"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-user chat (XEP-0045)
+# ---------------------------------------------------------------------------------------------
+
+NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC_USER = f"{NS_MUC}#user"
+NS_MUC_OWNER = f"{NS_MUC}#owner"
+NS_DATA = "jabber:x:data"
+
+
+@dataclass
+class _Occupant:
+    conn: _Connection
+    presence: ET.Element  # the occupant's current presence, without the join's <x/>
+
+
+@dataclass
+class _Room:
+    owner: str  # the creator's bare JID
+    locked: bool = True  # until the owner accepts the default configuration (XEP-0045 §10.1.2)
+    occupants: dict[str, _Occupant] = field(default_factory=dict)  # nick -> occupant
+
+    def nick_of(self, conn: _Connection) -> str | None:
+        return next((nick for nick, o in self.occupants.items() if o.conn is conn), None)
+
+
+class MucService:
+    """A multi-user chat service at ``conference.<domain>`` (XEP-0045), as much as the federation
+    scenarios use; stanzas from the double's sessions to that domain come here.
+
+    A presence to ``room@service/nick`` joins (§7.2): a room that does not exist is created with
+    the sender as its owner, answered with status 110 and 201, and stays locked (others get
+    <item-not-found/>, §10.1.1) until the owner submits the instant-room form (§10.1.2). A join
+    gets the presence of every occupant already there, then the newcomer's presence goes to every
+    occupant, with status 110 in the newcomer's copy (§7.2.2, §7.2.3); later available presence
+    is broadcast the same way (§7.7). A nick held by another session: <conflict/> (§7.2.9).
+    Groupchat messages from an occupant go to every occupant from the sender's occupant JID
+    (§7.4); from a non-occupant, <not-acceptable/>. Unavailable presence, or the end of the
+    occupant's connection, leaves the room (§7.14); an empty room is gone. Every room is
+    semi-anonymous (no real JIDs in presence). Not modelled: nick changes, private messages,
+    configuration forms, disco, history, subjects, other affiliations and roles.
+    """
+
+    def __init__(self, server: XmppDouble) -> None:
+        self.server = server
+        self.cfg = server.config
+        self.domain = f"conference.{server.config.domain}"
+        self.rooms: dict[str, _Room] = {}
+
+    async def on_stanza(self, conn: _Connection, el: ET.Element) -> None:
+        kind, stanza_type = _local(el.tag), el.get("type")
+        room_jid, _, nick = el.get("to", "").partition("/")
+        room = self.rooms.get(room_jid)
+        submit = f"{{{NS_MUC_OWNER}}}query/{{{NS_DATA}}}x[@type='submit']"
+        if kind == "presence":
+            await self.on_presence(conn, el, room_jid, nick)
+        elif kind == "message" and stanza_type == "groupchat" and not nick:
+            await self.groupchat(conn, el, room_jid, room)
+        elif kind == "iq" and stanza_type == "set" and not nick and el.find(submit) is not None:
+            await self.configure(conn, el, room)
+        elif stanza_type not in ("error", "result"):
+            conn.log(f"MUC: <{kind}> to {el.get('to')} not modelled")
+            await conn.stanza_error(el, "service-unavailable")
+
+    async def on_presence(self, conn: _Connection, el: ET.Element, room_jid: str, nick: str) -> None:
+        presence_type = el.get("type")
+        room = self.rooms.get(room_jid)
+        current = room.nick_of(conn) if room is not None else None
+        if presence_type == "unavailable":
+            if room is not None and current is not None:
+                await self.leave(room_jid, room, current, el)
+            return
+        if presence_type is not None:  # subscriptions, probes, errors
+            return
+        if "@" not in room_jid or not nick:
+            await conn.stanza_error(el, "jid-malformed", "modify")
+            return
+        created = room is None
+        if room is None:
+            room = self.rooms[room_jid] = _Room(owner=conn.bare)
+            conn.log(f"MUC: {room_jid} created by {conn.bare}, locked")
+        elif room.locked and conn.bare != room.owner:
+            await conn.stanza_error(el, "item-not-found")
+            return
+        elif current not in (None, nick):
+            conn.log("MUC: nick changes are not modelled")
+            await conn.stanza_error(el, "not-acceptable", "modify")
+            return
+        elif current is None and nick in room.occupants:
+            await conn.stanza_error(el, "conflict")
+            return
+        presence = self.stored(el)
+        if current is None:  # a newcomer: the occupants already there first (§7.2.2)
+            for other, occupant in room.occupants.items():
+                await self.send(room_jid, other, occupant.presence, conn, self.item(room, occupant))
+        room.occupants[nick] = _Occupant(conn, presence)
+        codes = ("201",) if created else ()
+        recipients = None
+        if current is None and self.cfg.has("muc-no-join-broadcast"):
+            conn.log("flaw muc-no-join-broadcast: the join goes to the newcomer only")
+            recipients = [conn]
+        await self.broadcast(room_jid, room, nick, codes, recipients)
+
+    async def leave(self, room_jid: str, room: _Room, nick: str, el: ET.Element | None = None) -> None:
+        """The occupant ``nick`` leaves: unavailable presence to every occupant (to the leaver
+        itself when it said so, ``el``), and an empty room is destroyed."""
+        occupant = room.occupants[nick]
+        occupant.presence = self.stored(el, "unavailable")
+        others = [o.conn for other, o in room.occupants.items() if other != nick]
+        await self.broadcast(room_jid, room, nick, (), others if el is None else None, role="none")
+        del room.occupants[nick]
+        if not room.occupants:
+            del self.rooms[room_jid]
+
+    async def leave_all(self, conn: _Connection) -> None:
+        """A connection ended: it leaves every room it was in."""
+        for room_jid, room in list(self.rooms.items()):
+            nick = room.nick_of(conn)
+            if nick is not None:
+                await self.leave(room_jid, room, nick)
+
+    async def groupchat(self, conn: _Connection, el: ET.Element, room_jid: str, room: _Room | None) -> None:
+        nick = room.nick_of(conn) if room is not None else None
+        if room is None or nick is None:
+            await conn.stanza_error(el, "not-acceptable", "modify")
+            return
+        for occupant in list(room.occupants.values()):
+            await self.send(room_jid, nick, el, occupant.conn)
+
+    async def configure(self, conn: _Connection, el: ET.Element, room: _Room | None) -> None:
+        """§10.1.2: the owner accepts the default configuration; the room is unlocked."""
+        if room is None:
+            await conn.stanza_error(el, "item-not-found")
+        elif conn.bare != room.owner:
+            await conn.stanza_error(el, "forbidden", "auth")
+        else:
+            room.locked = False
+            conn.log(f"MUC: {el.get('to')} unlocked")
+            await conn.send(
+                f"<iq type='result' id={quoteattr(el.get('id', ''))} from={quoteattr(el.get('to', ''))}"
+                f" to={quoteattr(conn.jid or '')}/>"
+            )
+
+    @staticmethod
+    def stored(el: ET.Element | None, presence_type: str | None = None) -> ET.Element:
+        """An occupant's presence as the room keeps it: ``el``'s payload without the join's <x/>."""
+        presence = ET.Element(f"{{{NS_CLIENT}}}presence", {"type": presence_type} if presence_type else {})
+        presence.extend(
+            copy_module.deepcopy(c) for c in (() if el is None else el) if c.tag != f"{{{NS_MUC}}}x"
+        )
+        return presence
+
+    @staticmethod
+    def item(room: _Room, occupant: _Occupant, role: str | None = None) -> ET.Element:
+        x = ET.Element(f"{{{NS_MUC_USER}}}x")
+        owner = occupant.conn.jid is not None and bare_jid(occupant.conn.jid) == room.owner
+        affiliation, default_role = ("owner", "moderator") if owner else ("none", "participant")
+        ET.SubElement(x, f"{{{NS_MUC_USER}}}item", {"affiliation": affiliation, "role": role or default_role})
+        return x
+
+    async def broadcast(
+        self,
+        room_jid: str,
+        room: _Room,
+        nick: str,
+        codes: tuple[str, ...],
+        recipients: list[_Connection] | None = None,
+        role: str | None = None,
+    ) -> None:
+        """The presence of occupant ``nick`` to ``recipients`` (every occupant by default), with
+        status 110 and ``codes`` in the occupant's own copy (§7.2.3)."""
+        occupant = room.occupants[nick]
+        for to in recipients if recipients is not None else [o.conn for o in room.occupants.values()]:
+            x = self.item(room, occupant, role)
+            if to is occupant.conn:
+                flawed = self.cfg.has("muc-no-self-presence-status")
+                if flawed:
+                    to.log("flaw muc-no-self-presence-status: no status 110")
+                for code in codes if flawed else ("110", *codes):
+                    ET.SubElement(x, f"{{{NS_MUC_USER}}}status", {"code": code})
+            await self.send(room_jid, nick, occupant.presence, to, x)
+
+    async def send(
+        self, room_jid: str, nick: str, el: ET.Element, to: _Connection, x: ET.Element | None = None
+    ) -> None:
+        """A copy of ``el`` (with ``x`` added) from the occupant JID ``room_jid/nick`` to ``to``."""
+        copy = copy_module.deepcopy(el)
+        copy.attrib.update({"from": f"{room_jid}/{nick}", "to": to.jid or ""})
+        if x is not None:
+            copy.append(x)
+        await self.server.deliver(copy, [to])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,11 +11,23 @@ A scenario without an entry in :data:`PROOFS` fails the suite ("no proof for sce
 Every flaw of the double is either used by a proof or listed in :data:`GAPS` (no scenario
 catches it yet).
 
+Federation scenarios (two roles, origin and receiver) run with *both* roles mapped to one
+double, which serves the origin's and the receiver's users alike (``${receiver.domain}`` is the
+double's domain; a domain it does not serve is one it cannot resolve). That is enough here:
+these proofs show that each step of a scenario can fail, i.e. that the rule it checks is
+observable from the clients; that a message, IQ or subscription really crosses a
+server-to-server stream is shown against real servers, in pairs, elsewhere
+(``tests/integration/test_federation_proofs.py``). Scenarios with an actor of a kind that plays
+a server (``plays_server``, e.g. ``xmpp-peer-server``) cannot run against the c2s double at all,
+nor can those whose roles need a server configuration the double does not have (a block list:
+any role knob outside :data:`DOUBLE_KNOBS`): they are left out here and listed in
+:data:`REAL_SERVER_SCENARIOS`; the same integration tests prove them.
+
 Deadlines. A flaw that makes the server *not* send what a step expects can only be noticed when
 the step's deadline passes; the proofs shorten the engine's per-step deadline
 (``harness.engine.STEP_TIMEOUT_S``) to :data:`STEP_TIMEOUT_S`, since the double answers on
 loopback within milliseconds. A scenario's own ``within`` is left alone: the proofs that wait
-for one (``long=True``, 10 s and 45 s) run in background threads from the start of the module,
+for one (``long=True``, 10 to 45 s) run in background threads from the start of the module,
 concurrently with the others, and their tests collect the results.
 """
 
@@ -33,6 +45,7 @@ import pytest
 import yaml
 
 import harness.engine as engine
+from harness.actors import actor_kinds
 from harness.engine import ItemRun, run_item
 from harness.plugin import PROJECT_ROOT
 from harness.results import read_results
@@ -164,10 +177,44 @@ PROOFS: dict[str, list[Proof]] = {
         Proof("no-stream-id-after-tls", "expect alice: stream:stream", "id"),
         Proof("no-restart-after-tls", "connect alice", "no new stream header"),
     ],
+    # federation: origin and receiver are one double (see the module documentation)
+    "fed.muc.remote-join": [
+        Proof("muc-no-join-broadcast", "expect bob: /alice' m:without", "within 20s", long=True),
+        Proof(
+            "muc-no-self-presence-status",
+            "expect bob: code='110'",
+            "missing child {http://jabber.org/protocol/muc#user}status with code='110'",
+            long=True,
+        ),
+    ],
+    "fed.s2s.iq-roundtrip": [
+        Proof("iq-result-not-delivered", "expect alice: type='result'", "within 20s", long=True),
+        Proof("iq-to-full-jid-refused", "expect bob: type='get'", "within 20s", long=True),
+    ],
+    "fed.s2s.message-delivery": [
+        Proof("drop-routed-messages", "expect bob: federated", "within 20s", long=True),
+    ],
+    "fed.s2s.presence-subscription": [
+        Proof("no-presence-after-approval", "expect alice: ${bob.full_jid}", "within 20s", long=True),
+        Proof("subscription-from-full-jid", "expect bob: type='subscribe'", "attribute from is", long=True),
+    ],
+    "fed.s2s.remote-server-not-found": [
+        Proof("no-bounce-unknown-domain", "expect alice: remote-server-not-found", "within 10s", long=True),
+    ],
+    "fed.s2s.remote-user-not-found": [
+        Proof(
+            "unknown-user-item-not-found",
+            "expect alice: service-unavailable",
+            "missing child {urn:ietf:params:xml:ns:xmpp-stanzas}service-unavailable",
+            long=True,
+        ),
+    ],
 }
 
 # Flaws no scenario catches yet (a scenario for them would be welcome).
 GAPS: dict[str, str] = {
+    "iq-to-full-jid-unchecked": "no scenario sends an IQ request to the full JID of a user who "
+    "shares no presence with the sender and expects <service-unavailable/> (RFC 6121 §8.5.3.1)",
     "external-without-cert": "no scenario tries EXTERNAL (with an authzid) without a client "
     "certificate and expects a failure",
 }
@@ -175,7 +222,25 @@ GAPS: dict[str, str] = {
 # -- the scenarios -------------------------------------------------------------------------------
 
 _SCENARIOS, _LOAD_ERRORS = load_all(scenario_files(SCENARIOS_DIR))
-SCENARIOS: dict[str, Scenario] = {s.id: s for s in _SCENARIOS}
+
+
+# Role knobs the double satisfies as it is (its MUC service is always on).
+DOUBLE_KNOBS: dict[str, str] = {"muc": "on"}
+
+
+def _needs_real_servers(scenario: Scenario) -> bool:
+    """An actor that plays a server (the double has no server-to-server side), or a role knob
+    the double does not honour (see the module documentation)."""
+    kinds = actor_kinds()
+    if any(getattr(kinds.get(actor.kind), "plays_server", False) for actor in scenario.actors.values()):
+        return True
+    wanted = {(k, v) for role in scenario.roles.values() for k, v in (role.get("knobs") or {}).items()}
+    return not wanted <= set(DOUBLE_KNOBS.items())
+
+
+# Proven against real servers by tests/integration/test_federation_proofs.py, not here.
+REAL_SERVER_SCENARIOS: frozenset[str] = frozenset(s.id for s in _SCENARIOS if _needs_real_servers(s))
+SCENARIOS: dict[str, Scenario] = {s.id: s for s in _SCENARIOS if s.id not in REAL_SERVER_SCENARIOS}
 
 
 @dataclass(frozen=True)
@@ -249,12 +314,11 @@ def run_against(
     workdir: Path,
     **config: Any,
 ) -> ItemRun:
-    """Run ``scenario`` with ``harness.engine.run_item`` against a fresh double with ``flaws``."""
-    if len(scenario.roles) != 1:
-        pytest.fail(
-            f"{scenario.id} needs {len(scenario.roles)} targets; the proofs start one double per "
-            "item so far: extend run_against to start one per role"
-        )
+    """Run ``scenario`` with ``harness.engine.run_item`` against a fresh double with ``flaws``;
+    every role (one, or a federation scenario's origin and receiver) is that same double (see the
+    module documentation)."""
+    if scenario.id in REAL_SERVER_SCENARIOS or len(scenario.roles) not in (1, 2):
+        pytest.fail(f"{scenario.id} cannot run against the c2s double (see the module documentation)")
     workdir.mkdir(parents=True, exist_ok=True)
     with running_double(pki, flaws, log_file=workdir / "double.log", **config) as target:
         return run_item(scenario, {role: target for role in scenario.roles}, workdir / "evidence", services)
@@ -286,7 +350,7 @@ def long_proofs(
         and isinstance(item.callspec.params.get("case"), Case)
         and item.originalname == "test_fails_against_the_flawed_double"
     ]
-    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="long-proof")
+    pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="long-proof")
     started: dict[str, tuple[Future[ItemRun], Path]] = {}
     for case in selected:
         if case.proof is not None and case.proof.long and case.scenario_id in SCENARIOS:
@@ -353,7 +417,9 @@ def test_every_flaw_is_accounted_for() -> None:
     assert not unknown, f"not flaws of the double: {unknown}"
     unaccounted = sorted(FLAWS.keys() - used - GAPS.keys())
     assert not unaccounted, f"flaws neither in PROOFS nor GAPS: {unaccounted}"
-    stale = sorted(PROOFS.keys() - SCENARIOS.keys())
+    misplaced = sorted(PROOFS.keys() & REAL_SERVER_SCENARIOS)
+    assert not misplaced, f"PROOFS for scenarios the double cannot run (an actor plays a server): {misplaced}"
+    stale = sorted(PROOFS.keys() - SCENARIOS.keys() - REAL_SERVER_SCENARIOS)
     assert not stale, f"PROOFS for scenarios that do not exist (renamed?): {stale}"
 
 
