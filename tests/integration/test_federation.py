@@ -43,6 +43,9 @@ def test_same_product_pairs_use_a_second_instance_on_its_own_domain(fed_run):
 def test_evidence_from_both_sides(fed_run):
     """Both servers' log slices, the actors' stream logs and the pcap of the pair's traffic."""
     for item in fed_run.run.items:
+        if not item.evidence:  # a role's target lacks the knob: decided before anything ran
+            assert item.outcome == "unsupported" and "has no knob" in item.reason, item.item_id
+            continue
         names = set(item.evidence)
         for target in item.targets:
             assert any(n.startswith(f"{target.name}.") for n in names), (item.item_id, target.name)
@@ -98,5 +101,45 @@ def test_reset_makes_the_origin_open_a_new_stream(origin, receiver, tmp_path, wo
             syns[label] = syns_to(run.evidence["pcap"], targets["receiver"].address, 5269)
         assert syns["fresh"] >= 1 and syns["origin-reset"] >= 1, syns
         assert syns["kept"] == 0, syns
+    finally:
+        topology.close()
+
+
+# -- authentication modes are knobs ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("origin", "receiver", "knobs", "delivered", "log_says"),
+    [
+        # ejabberd accepting certificates only refuses jabberd2, which has dialback only
+        ("jabberd2", "ejabberd", {"s2s_auth": "certificate"}, False, None),
+        # the same pair in ejabberd's packaged mode ("either") goes through by dialback
+        ("jabberd2", "ejabberd", {}, True, "Accepted inbound s2s dialback authentication jabberd2.test"),
+        # prosody accepting dialback only: ejabberd, which prefers EXTERNAL, falls back to it
+        (
+            "ejabberd",
+            "prosody",
+            {"s2s_auth": "dialback"},
+            True,
+            "Accepted outbound s2s dialback authentication",
+        ),
+        # prosody's packaged mode: ejabberd authenticates with its certificate (SASL EXTERNAL)
+        ("ejabberd", "prosody", {}, True, "Accepting SASL EXTERNAL identity from ejabberd.test"),
+    ],
+)
+def test_authentication_mode_knobs_change_how_a_pair_authenticates(
+    origin, receiver, knobs, delivered, log_says, tmp_path, work_dir, monkeypatch
+):
+    monkeypatch.setenv("INTEROP_WORKDIR", str(work_dir))
+    scenario = load_scenario(ROOT / "scenarios" / "federation" / "fed.s2s.message-delivery.yaml")
+    topology = Topology(Selection(targets=[origin, receiver]), ROOT / "fixtures" / "targets", tmp_path)
+    try:
+        targets = topology.targets({"origin": origin, "receiver": receiver}, {"receiver": knobs}, reset=True)
+        assert {k: targets["receiver"].knobs[k] for k in knobs} == knobs
+        run = run_item(scenario, targets, tmp_path / "item", topology)
+        assert (run.verdict.outcome.value == "pass") is delivered, run.verdict.reason
+        if log_says:
+            slices = [p for p in run.evidence.values() if p.name.startswith((f"{origin}.", f"{receiver}."))]
+            assert any(log_says in p.read_text(errors="replace") for p in slices), (log_says, slices)
     finally:
         topology.close()
