@@ -82,7 +82,7 @@ class TargetRecord:
     address: str
     knobs: dict[str, str] = field(default_factory=dict)
     role: str = "server"
-    # the selected target this one is an instance of ("prosody" for "prosody-2"): reports put a
+    # the selected target this one is an instance of ("x" for "x-2"): reports put a
     # second instance under its first; "" (the default) means the target itself
     instance_of: str = ""
 

@@ -3,7 +3,7 @@
 A topology is what ``interop targets up`` would show a person: every target's name, domain,
 address and how it runs. Targets start the first time an item needs them and stay up until the
 run ends; a target that failed to start fails every item that needs it with the same reason.
-A product paired with itself runs as a second instance (``prosody-2`` on ``prosody-2.test``).
+A product paired with itself runs as a second instance (``x-2`` on ``x-2.test`` for ``x``).
 Every name any target may need (second instances, service subdomains, the domains of actors
 that play a server) is registered when the run's environment is created, before any target
 starts.

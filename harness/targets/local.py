@@ -299,8 +299,7 @@ class LocalTarget(RunningTarget):
         self.knobs = self.spec.knob_values(knobs)
         self.start()
         for account in self._accounts.values():
-            argv = self._render(self.spec.accounts["create"], user=account.user, password=account.password)
-            self._run_command(argv, f"creating account {account.user} again")
+            self._create_account(account)
 
     def _read_version(self) -> str:
         version = self.spec.version
@@ -313,11 +312,14 @@ class LocalTarget(RunningTarget):
 
     def _provide_account(self, name: str, password_part: str | None) -> Account:
         account = Account(user=name, domain=self.domain, password=self.new_password(password_part))
+        self._create_account(account)
+        return account
+
+    def _create_account(self, account: Account) -> None:
         argv = self._render(self.spec.accounts["create"], user=account.user, password=account.password)
-        self._run_command(argv, f"creating account {name}")
+        self._run_command(argv, f"creating account {account.user}")
         with (self.run_dir / "accounts.txt").open("a") as record:  # work dir only, never in reports
             record.write(f"{account.jid} {account.password}\n")
-        return account
 
     def log_files(self) -> list[Path]:
         outs = [self.run_dir / "logs" / f"{name}.out" for name, _ in self._procs]

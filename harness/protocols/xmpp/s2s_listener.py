@@ -95,9 +95,10 @@ def server_context(cert: Path, key: Path, ca_file: Path | None, keylog_file: Pat
     """The listener's TLS: the chosen server certificate; the target's client certificate asked
     for and verified against ``ca_file`` (the run's CA; None: not asked for).
 
-    No TLS 1.3 session tickets, as Prosody's defaults (``no_ticket``): nothing resumes a peer
-    session, and jabberd2 2.7's s2s drops a stream that receives tickets (it sends a clear-text
-    ``</stream:stream>`` after the handshake and reconnects at once, in a loop)."""
+    No TLS 1.3 session tickets (a common server default): nothing resumes a peer session, and
+    at least one packaged server's outgoing s2s drops a stream that receives tickets (a
+    clear-text ``</stream:stream>`` after the handshake, then a reconnect, in a loop; see
+    docs/findings.md), which would hide everything else it does."""
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.num_tickets = 0
     tls.load_cert_chain(str(cert), str(key))
