@@ -303,14 +303,15 @@ class Topology:
         return list(self._running.values())
 
     def close(self) -> None:
-        """Stop every target this run started (in parallel) and the run's DNS responder; safe
-        to call twice."""
+        """Stop every target this run started (in parallel, with starts still under way in other
+        threads) and the run's DNS responder; safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        _in_parallel([target.stop for target in self._running.values()], raise_first=False)
-        if self._env is not None:
-            self._env.close()
+        with interrupts.shielded():  # a second Ctrl-C waits until everything is stopped
+            _in_parallel([target.stop for target in self._running.values()], raise_first=False)
+            if self._env is not None:
+                self._env.close()
 
 
 def _in_parallel(calls: list[Callable[[], None]], *, raise_first: bool = True) -> None:

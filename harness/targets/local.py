@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,15 @@ class LocalTarget(RunningTarget):
         self.run_dir = env.work_dir / "targets" / name
         self.version = "unknown"
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        # one-off commands under way (readiness, accounts, reset): a start in another thread may
+        # be in one when the run is interrupted, and stop() must end it too
+        # every process group started and not yet ended (servers and one-off commands), recorded
+        # when it starts: a start under way in another thread when the run is interrupted must
+        # leave nothing behind. After stop() nothing new starts; the lock makes "check, start,
+        # record" one step against stop().
+        self._children: list[subprocess.Popen[Any]] = []
+        self._stopped = False
+        self._lock = threading.Lock()
         self._jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
         self._context: dict[str, Any] = {}
 
@@ -166,7 +176,8 @@ class LocalTarget(RunningTarget):
         """Run a one-off command (setup, readiness, accounts) in its own process group."""
         popen: subprocess.Popen[str] | None = None
         try:
-            with interrupts.shielded():
+            with interrupts.shielded(), self._lock:
+                self._refuse_if_stopped(what)
                 popen = subprocess.Popen(
                     self._wrap(argv),
                     stdout=subprocess.PIPE,
@@ -175,6 +186,7 @@ class LocalTarget(RunningTarget):
                     cwd=self.run_dir,
                     start_new_session=True,
                 )
+                self._children.append(popen)
             stdout, stderr = popen.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             _end_group(popen, grace=0)
@@ -183,17 +195,25 @@ class LocalTarget(RunningTarget):
             if popen is not None:
                 _end_group(popen, grace=0)
             raise
+        finally:
+            self._forget(popen)
         if popen.returncode != 0:
             tail = (stderr or stdout).strip().splitlines()[-3:]
             raise TargetError(f"{self.name}: {what} exited {popen.returncode}: {' | '.join(tail)}")
         return stdout
 
+    def _refuse_if_stopped(self, what: str) -> None:
+        if self._stopped:
+            raise TargetError(f"{self.name}: stopped before {what} could start")
+
     def _popen(self, proc: dict[str, Any]) -> subprocess.Popen[bytes]:
         argv = [str(a) for a in self._render(proc["argv"])]
         env = dict(os.environ)
         env.update({str(k): str(v) for k, v in self._render(proc.get("env") or {}).items()})
-        with (self.run_dir / "logs" / f"{proc['name']}.out").open("ab") as out, interrupts.shielded():
-            return subprocess.Popen(
+        log = self.run_dir / "logs" / f"{proc['name']}.out"
+        with log.open("ab") as out, interrupts.shielded(), self._lock:
+            self._refuse_if_stopped(f"process {proc['name']}")
+            popen = subprocess.Popen(
                 self._wrap(argv),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -201,6 +221,14 @@ class LocalTarget(RunningTarget):
                 env=env,
                 start_new_session=True,
             )
+            self._children.append(popen)
+            return popen
+
+    def _forget(self, popen: subprocess.Popen[Any] | None) -> None:
+        """``popen``'s group has ended: stop() need not end it."""
+        with self._lock:
+            if popen in self._children:
+                self._children.remove(popen)
 
     def _check_alive(self, what: str) -> None:
         for name, popen in self._procs:
@@ -287,6 +315,7 @@ class LocalTarget(RunningTarget):
             if name not in restart:
                 continue
             _end_group(popen, grace=float(reset.get("grace", STOP_GRACE_S)))
+            self._forget(popen)
             proc = next(p for p in self.spec.processes if p["name"] == name)
             self._procs[index] = (name, self._popen(proc))
             if "wait_tcp" in proc:
@@ -296,6 +325,8 @@ class LocalTarget(RunningTarget):
     def reconfigure(self, knobs: dict[str, str]) -> None:
         """Restart with other knob values; the accounts made so far exist again, same passwords."""
         self.stop()
+        with self._lock:
+            self._stopped = False
         self.knobs = self.spec.knob_values(knobs)
         self.start()
         for account in self._accounts.values():
@@ -326,11 +357,15 @@ class LocalTarget(RunningTarget):
         return outs + [self.run_dir / rel for rel in self.spec.logs]
 
     def stop(self) -> None:
-        for _, popen in self._procs:
+        with self._lock:
+            self._stopped = True
+            children = list(self._children)
+        for popen in children:
             _signal_group(popen.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
-        for _, popen in reversed(self._procs):
+        for popen in reversed(children):
             _end_group(popen, grace=max(0.0, deadline - time.monotonic()))
+            self._forget(popen)
         self._procs.clear()
 
 

@@ -14,23 +14,41 @@ import pytest
 from tests.integration.conftest import ROOT
 
 
-def _processes_mentioning(marker: str) -> list[str]:
+def _processes_mentioning(marker: str, *more: str) -> list[str]:
+    """Processes whose command line contains ``marker`` and every one of ``more``."""
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit() and int(proc.name) != os.getpid():
             try:
-                if marker.encode() in (proc / "cmdline").read_bytes():
-                    found.append(proc.name)
+                cmdline = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
+            if all(m.encode() in cmdline for m in (marker, *more)):
+                found.append(proc.name)
     return found
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_stopped_run_cleans_up(tmp_path: Path, work_dir: Path, sig: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("sig", "targets", "category", "wait_for"),
+    [
+        (signal.SIGINT, "prosody,ejabberd", "authentication", ()),
+        (signal.SIGTERM, "prosody,ejabberd", "authentication", ()),
+        # the first pair (ejabberd, ejabberd-2) starts in two threads: the signals come while a
+        # readiness command runs in one of them (a process the target's stop must end too)
+        (signal.SIGINT, "ejabberd", "federation", ("started",)),
+    ],
+    ids=["ctrl-c", "sigterm", "ctrl-c-twice-during-parallel-start"],
+)
+def test_stopped_run_cleans_up(
+    tmp_path: Path,
+    work_dir: Path,
+    sig: signal.Signals,
+    targets: str,
+    category: str,
+    wait_for: tuple[str, ...],
+) -> None:
     work = work_dir
     env = dict(os.environ, INTEROP_WORKDIR=str(work))
-    # retry-limit keeps a target busy long enough on servers without a limit; any item would do.
     child = subprocess.Popen(
         [
             sys.executable,
@@ -38,9 +56,9 @@ def test_stopped_run_cleans_up(tmp_path: Path, work_dir: Path, sig: signal.Signa
             "harness.cli",
             "run",
             "--targets",
-            "prosody,ejabberd",
+            targets,
             "--category",
-            "authentication",
+            category,
             "--out",
             str(tmp_path / "out"),
         ],
@@ -52,11 +70,14 @@ def test_stopped_run_cleans_up(tmp_path: Path, work_dir: Path, sig: signal.Signa
     try:
         deadline = time.monotonic() + 120
         # Wait until the run's servers are really up: a server process lives in the work dir.
-        while not _processes_mentioning(str(work / "targets")):
+        while not _processes_mentioning(str(work / "targets"), *wait_for):
             assert child.poll() is None, child.stdout.read().decode()[-3000:]
             assert time.monotonic() < deadline, "no server started within 120 s"
             time.sleep(0.2)  # polling for the child's progress, not a verdict
         child.send_signal(sig)
+        if category == "federation":
+            time.sleep(0.5)  # the second Ctrl-C of an impatient user, during the clean-up
+            child.send_signal(sig)
         output, _ = child.communicate(timeout=90)
     finally:
         if child.poll() is None:
