@@ -237,6 +237,12 @@ def run_item(
         secrets_used = [account.password for t in targets.values() for account in t.accounts()]
         pcap = capture.stop(scrub=lambda data: scrub_credentials(data, secrets_used))
     evidence: dict[str, Path] = {"pcap": pcap}
+    if capture.truncated:
+        note = evidence_dir / "traffic.pcap.truncated.txt"
+        note.write_text(
+            f"The capture stopped after {capture.max_packets} packets; later traffic is not in the pcap.\n"
+        )
+        evidence[note.name] = note
     # The scenario's actor kinds decide how text is redacted, also when building an actor failed.
     kinds = actor_kinds()
     redactors = {kinds[spec.kind].redact for spec in scenario.actors.values()}

@@ -39,12 +39,18 @@ from scapy.supersocket import SuperSocket
 from scapy.utils import wrpcap
 
 _START_TIMEOUT = 5.0
+# An item's capture keeps at most this many packets: a peer that reconnects in a loop (seen:
+# thousands of connections a minute when a certificate is refused) must not fill memory and
+# disk; the first packets show how the loop starts.
+MAX_PACKETS = 100_000
 
 
 class PacketCapture:
     """Capture the traffic to and from some addresses on one interface into a pcap file."""
 
-    def __init__(self, addresses: list[str], pcap_path: Path, iface: str = "lo") -> None:
+    def __init__(
+        self, addresses: list[str], pcap_path: Path, iface: str = "lo", max_packets: int = MAX_PACKETS
+    ) -> None:
         if not addresses:
             raise ValueError("a capture needs at least one address")
         self.addresses = list(addresses)
@@ -58,6 +64,8 @@ class PacketCapture:
         self._sniffer: AsyncSniffer | None = None
         self._linktype = DLT_EN10MB
         self._stopped = False
+        self.max_packets = max_packets
+        self.truncated = False  # known after stop(): the capture reached max_packets
 
     def start(self) -> None:
         """Open the capture socket, start the sniffer thread, return once it is reading."""
@@ -75,6 +83,7 @@ class PacketCapture:
             opened_socket=self._socket,
             lfilter=None if self.kernel_filter else self._matches,
             store=True,
+            count=self.max_packets,
             started_callback=started.set,
         )
         self._sniffer.start()
@@ -99,7 +108,8 @@ class PacketCapture:
                 stopped_at = time.time()
                 self._sniffer.stop(join=True)
                 packets.extend(self._sniffer.results or [])
-                packets.extend(self._drain(stopped_at))
+                packets.extend(self._drain(stopped_at, self.max_packets - len(packets)))
+            self.truncated = len(packets) >= self.max_packets
         finally:
             self._close_socket()
             if scrub is not None:
@@ -117,15 +127,16 @@ class PacketCapture:
     ) -> None:
         self.stop()
 
-    def _drain(self, stopped_at: float) -> list[Packet]:
-        """What the kernel queued before ``stopped_at`` that the sniffer thread did not read.
+    def _drain(self, stopped_at: float, room: int) -> list[Packet]:
+        """What the kernel queued before ``stopped_at`` that the sniffer thread did not read,
+        at most ``room`` packets.
 
         Bounded by the packets' kernel timestamps, so traffic that keeps coming cannot keep
         stop() reading.
         """
         packets: list[Packet] = []
         assert self._socket is not None
-        while select.select([self._socket], [], [], 0)[0]:
+        while len(packets) < room and select.select([self._socket], [], [], 0)[0]:
             packet = self._socket.recv()
             if packet is None:
                 continue  # the outgoing copy of a loopback packet

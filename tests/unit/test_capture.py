@@ -92,3 +92,22 @@ def test_needs_valid_addresses(tmp_path: Path) -> None:
         PacketCapture([], tmp_path / "x.pcap")
     with pytest.raises(ValueError):
         PacketCapture(["a.test"], tmp_path / "x.pcap")
+
+
+def test_capture_stops_at_its_packet_limit_and_says_so(tmp_path: Path) -> None:
+    cap = PacketCapture([TARGET], tmp_path / "limited.pcap", max_packets=5)
+    cap.start()
+    for index in range(4):  # each exchange is at least 6 packets (handshake, data, ack, close)
+        exchange(TARGET, b"<message>storm %d</message>" % index)
+    path = cap.stop()
+    assert cap.truncated
+    assert len(rdpcap(str(path))) == 5
+
+
+def test_capture_under_its_limit_is_not_truncated(tmp_path: Path) -> None:
+    cap = PacketCapture([TARGET], tmp_path / "whole.pcap", max_packets=1000)
+    cap.start()
+    exchange(TARGET, b"<message>calm</message>")
+    path = cap.stop()
+    assert not cap.truncated
+    assert 6 <= len(rdpcap(str(path))) < 1000
