@@ -89,10 +89,6 @@ class TargetRecord:
     def __post_init__(self) -> None:
         self.instance_of = self.instance_of or self.name
 
-    @property
-    def selected(self) -> str:
-        return self.instance_of
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -156,10 +152,10 @@ class ItemResult:
         """
         if not self.is_pair:
             return None
-        roles = {t.role: t.selected for t in self.targets}
+        roles = {t.role: t.instance_of for t in self.targets}
         if "origin" in roles and "receiver" in roles:
             return roles["origin"], roles["receiver"]
-        return self.targets[0].selected, self.targets[1].selected
+        return self.targets[0].instance_of, self.targets[1].instance_of
 
     @property
     def target_names(self) -> list[str]:
@@ -168,7 +164,7 @@ class ItemResult:
     @property
     def selected_names(self) -> list[str]:
         """The selected targets the item ran on (second instances under their first)."""
-        return [t.selected for t in self.targets]
+        return [t.instance_of for t in self.targets]
 
     def to_dict(self) -> dict[str, Any]:
         return {

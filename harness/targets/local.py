@@ -93,8 +93,6 @@ class LocalTarget(RunningTarget):
         self.run_dir = env.work_dir / "targets" / name
         self.version = "unknown"
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-        # one-off commands under way (readiness, accounts, reset): a start in another thread may
-        # be in one when the run is interrupted, and stop() must end it too
         # every process group started and not yet ended (servers and one-off commands), recorded
         # when it starts: a start under way in another thread when the run is interrupted must
         # leave nothing behind. After stop() nothing new starts; the lock makes "check, start,
@@ -224,6 +222,19 @@ class LocalTarget(RunningTarget):
             self._children.append(popen)
             return popen
 
+    def _start_process(self, proc: dict[str, Any], deadline: float, slot: int | None = None) -> None:
+        """Start one of the target's processes and record it (appended, or in place of the one in
+        ``slot``) before waiting, with ``wait_tcp``, until its port accepts: a process that dies
+        meanwhile is noticed at once."""
+        entry = (str(proc["name"]), self._popen(proc))
+        if slot is None:
+            self._procs.append(entry)
+        else:
+            self._procs[slot] = entry
+        if "wait_tcp" in proc:
+            port = self.ports[proc["wait_tcp"]]
+            self._wait(f"port {port} of {proc['name']}", lambda: port_open(self.address, port), deadline)
+
     def _forget(self, popen: subprocess.Popen[Any] | None) -> None:
         """``popen``'s group has ended: stop() need not end it."""
         with self._lock:
@@ -282,12 +293,7 @@ class LocalTarget(RunningTarget):
             self._run_command(argv, f"setup command {argv[0]}")
         deadline = time.monotonic() + float(self.spec.ready.get("timeout", 60))
         for proc in self.spec.processes:
-            self._procs.append((str(proc["name"]), self._popen(proc)))
-            if "wait_tcp" in proc:
-                port = self.ports[proc["wait_tcp"]]
-                self._wait(
-                    f"port {port} of {proc['name']}", lambda p=port: port_open(self.address, p), deadline
-                )
+            self._start_process(proc, deadline)
         for port_name in self.spec.ready.get("tcp", []):
             port = self.ports[port_name]
             self._wait(f"port {port_name} ({port})", lambda p=port: port_open(self.address, p), deadline)
@@ -317,10 +323,7 @@ class LocalTarget(RunningTarget):
             _end_group(popen, grace=float(reset.get("grace", STOP_GRACE_S)))
             self._forget(popen)
             proc = next(p for p in self.spec.processes if p["name"] == name)
-            self._procs[index] = (name, self._popen(proc))
-            if "wait_tcp" in proc:
-                port = self.ports[proc["wait_tcp"]]
-                self._wait(f"port {port} of {name}", lambda p=port: port_open(self.address, p), deadline)
+            self._start_process(proc, deadline, slot=index)
 
     def reconfigure(self, knobs: dict[str, str]) -> None:
         """Restart with other knob values; the accounts made so far exist again, same passwords."""
