@@ -113,6 +113,13 @@ class Actor(abc.ABC):
             raise HarnessError(f"actor kind {self.kind} has no action {action!r}")
         await getattr(self, action.replace("-", "_"))(**params)
 
+    async def round_trip(self, via: str | None = None) -> None:
+        """An ordering barrier: a request to the server (or to ``via``, an entity it hosts, such
+        as a chat room) and its answer. Servers handle one connection's stanzas in order, so once
+        the answer is here everything this actor sent before has been handled (a step's
+        ``after:``). Kinds that can do this override it."""
+        raise HarnessError(f"actor kind {self.kind} cannot make a round trip (step option after:)")
+
     @classmethod
     def param_problems(cls, action: str, params: dict[str, Any]) -> list[str]:
         """Checks of a step's parameters beyond their JSON schema, run by ``interop validate``

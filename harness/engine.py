@@ -137,14 +137,32 @@ async def _expect_any(actors: dict[str, Actor], params: dict[str, Any]) -> None:
     raise Failed("no alternative held: " + " / ".join(reasons))
 
 
-async def _perform(step: Step, actors: dict[str, Actor], params: dict[str, Any]) -> None:
+async def _admin(target: RunningTarget, params: dict[str, Any]) -> None:
+    """An admin operation with the product's own tool (a blocking command: off the event loop, so
+    the actors' connections stay served meanwhile)."""
+    args = {k: str(v) for k, v in params.items() if k not in ("op", "role")}
+    await asyncio.to_thread(target.admin, params["op"], args)
+
+
+async def _perform(
+    step: Step, actors: dict[str, Actor], targets: dict[str, RunningTarget], params: dict[str, Any]
+) -> None:
+    for name in step.after:  # the ordering barrier: what these actors sent has been handled
+        await actors[name].round_trip(params.get("via"))
     if step.action == "expect-any":
         await _expect_any(actors, params)
+    elif step.action == "admin":
+        await _admin(targets[params["role"]], params)
     else:
         await actors[step.actor].perform(step.action, params)
 
 
-async def _run_steps(scenario: Scenario, actors: dict[str, Actor], placeholders: Placeholders) -> Verdict:
+async def _run_steps(
+    scenario: Scenario,
+    actors: dict[str, Actor],
+    targets: dict[str, RunningTarget],
+    placeholders: Placeholders,
+) -> Verdict:
     for index, step in enumerate(scenario.steps):
         try:
             params = placeholders.resolve(step.params)
@@ -153,7 +171,7 @@ async def _run_steps(scenario: Scenario, actors: dict[str, Actor], placeholders:
                 + [float(a.get("within", 0)) for a in params.get("alternatives", [])]
             )
             async with asyncio.timeout(within + STEP_TIMEOUT_S * 2):
-                await _perform(step, actors, params)
+                await _perform(step, actors, targets, params)
         except StepOutcome as exc:
             if exc.outcome is Outcome.FAIL and step.unsupported_on_fail:
                 return Verdict(Outcome.UNSUPPORTED, f"{step.unsupported_on_fail} ({exc.reason})")
@@ -202,7 +220,7 @@ async def _run(
     placeholders = Placeholders(actors, targets, item)
     try:
         async with asyncio.timeout(ITEM_TIMEOUT_S):
-            verdict = await _run_steps(scenario, actors, placeholders)
+            verdict = await _run_steps(scenario, actors, targets, placeholders)
     except TimeoutError:
         verdict = Verdict(Outcome.ERROR, f"item did not finish within {ITEM_TIMEOUT_S:.0f} s")
     finally:

@@ -27,7 +27,7 @@ ACTOR_ATTRIBUTES = ("jid", "user", "password", "domain", "full_jid")
 ROLE_ATTRIBUTES = ("domain", "address", "name")
 FREE_PLACEHOLDERS = ("random", "item")
 KNOB_ROLE_ATTRIBUTES = ("domain", "name")
-COMMON_STEP_KEYS = ("actor", "note", "unsupported_on_fail")
+COMMON_STEP_KEYS = ("actor", "note", "unsupported_on_fail", "after")
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,11 @@ def load_scenario(path: Path) -> Scenario:
     for index, entry in enumerate(data["steps"]):
         ((action, params),) = entry.items()
         line = _line_of(lines, ("steps", index))
-        if action == "expect-any":
+        if action == "admin":
+            problems.extend(_check_admin(index, params, roles, data["actors"], lines))
+            params = {**params, "role": params.get("role", next(iter(roles)))}
+            checks = []
+        elif action == "expect-any":
             checks = [
                 (("steps", index, action, "alternatives", i), alt)
                 for i, alt in enumerate(params["alternatives"])
@@ -206,7 +210,24 @@ def load_scenario(path: Path) -> Scenario:
             )
         common = {k: params.get(k) for k in COMMON_STEP_KEYS}
         own = {k: v for k, v in params.items() if k not in COMMON_STEP_KEYS}
-        steps.append(Step(action, common["actor"] or "", own, line, common["unsupported_on_fail"]))
+        for name in common["after"] or []:
+            if name not in data["actors"]:
+                problems.append(
+                    Problem(
+                        _line_of(lines, ("steps", index, action, "after")),
+                        f"step {index + 1}: after: no actor {name!r}; actors: {', '.join(data['actors'])}",
+                    )
+                )
+        steps.append(
+            Step(
+                action,
+                common["actor"] or "",
+                own,
+                line,
+                common["unsupported_on_fail"],
+                tuple(common["after"] or ()),
+            )
+        )
     if problems:
         raise ScenarioError(path, problems)
     return Scenario(
@@ -269,6 +290,33 @@ def _check_step(
         problem = _check_placeholder(ref, declared.keys(), roles)
         if problem:
             problems.append(Problem(line, f"step {index + 1}: {problem}"))
+    return problems
+
+
+def _check_admin(
+    index: int,
+    params: dict[str, Any],
+    roles: dict[str, Any],
+    actors: Iterable[str],
+    lines: dict[tuple[Any, ...], int],
+) -> list[Problem]:
+    """An admin step names a role (implied when the scenario has one) and uses known placeholders."""
+    at = ("steps", index, "admin")
+    problems = []
+    role = params.get("role")
+    if role is None and len(roles) > 1:
+        problems.append(Problem(_line_of(lines, at), f"step {index + 1}: admin: say which role (role: ...)"))
+    elif role is not None and role not in roles:
+        problems.append(
+            Problem(
+                _line_of(lines, at + ("role",)),
+                f"step {index + 1}: admin: role {role!r} is not one of {', '.join(roles)}",
+            )
+        )
+    for ref in _placeholders(params):
+        problem = _check_placeholder(ref, actors, roles)
+        if problem:
+            problems.append(Problem(_line_of(lines, at), f"step {index + 1}: {problem}"))
     return problems
 
 

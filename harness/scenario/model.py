@@ -17,6 +17,9 @@ class Step:
     # ``actor`` is empty for expect-any, whose params hold the alternatives, each with its actor
     line: int
     unsupported_on_fail: str | None = None
+    # actors that first complete a round trip through the server (an ordering barrier: what they
+    # sent before has been handled), in this order
+    after: tuple[str, ...] = ()
 
     def describe(self, index: int) -> str:
         return f"step {index + 1} (line {self.line})"

@@ -27,7 +27,7 @@ from harness.environment.run_env import RunEnvironment
 from harness.targets.config_edit import apply_edits, file_format
 from harness.targets.running import RunningTarget
 from harness.targets.spec import CatalogueError, TargetSpec, value_list
-from harness.verdict import TargetError
+from harness.verdict import HarnessError, TargetError, Unsupported
 
 # Runs ARGV as USER with the run's hosts file and resolv.conf bind-mounted over the machine's,
 # visible to this process tree only. Paths are passed as arguments, never spliced into the script.
@@ -334,6 +334,20 @@ class LocalTarget(RunningTarget):
         self.start()
         for account in self._accounts.values():
             self._create_account(account)
+
+    def admin(self, op: str, params: dict[str, str]) -> None:
+        """Run the command of ``admin: OP`` in target.yaml, rendered with the step's parameters."""
+        entry = self.spec.admin.get(op)
+        if entry is None:
+            known = ", ".join(sorted(self.spec.admin)) or "none"
+            raise Unsupported(f"{self.name} has no admin operation {op} (its operations: {known})")
+        try:
+            argv = self._render(entry["command"], **params)
+        except jinja2.UndefinedError as exc:
+            raise HarnessError(
+                f"admin {op} on {self.name}: {exc.message} (given: {', '.join(params)})"
+            ) from None
+        self._run_command(argv, f"admin operation {op}")
 
     def _read_version(self) -> str:
         version = self.spec.version

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.actors import Account, TargetView
-from harness.verdict import TargetError
+from harness.verdict import TargetError, Unsupported
 
 
 @dataclass
@@ -102,6 +102,11 @@ class RunningTarget(abc.ABC):
     def reconfigure(self, knobs: dict[str, str]) -> None:
         """Run with other knob values from now on (a scenario needs them on its role)."""
         raise TargetError(f"{self.name} is not run by the harness: its knobs cannot be changed")
+
+    def admin(self, op: str, params: dict[str, str]) -> None:
+        """Carry out an admin operation (``docs/targets.md``, "Admin operations") with the
+        product's own tool. A target the harness does not run offers none."""
+        raise Unsupported(f"{self.name} is not run by the harness: no admin operation {op}")
 
     @abc.abstractmethod
     def stop(self) -> None:

@@ -71,6 +71,8 @@ class TargetSpec:
     # how to drop every connection with other servers and any remembered failure, between items
     # over pairs: {command: argv} and/or {restart: [process names]}
     reset: dict[str, Any] = field(default_factory=dict)
+    # admin operations with the product's own tool: op -> {command: argv template, description}
+    admin: dict[str, dict[str, Any]] = field(default_factory=dict)
     # named bundles of knob values (e.g. "hardened"): variant -> (description, knob -> value)
     variants: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
@@ -139,6 +141,7 @@ def load_spec(folder: Path) -> TargetSpec:
         knobs=knobs,
         subdomains=[str(sub) for sub in data.get("subdomains") or []],
         reset=dict(data.get("reset") or {}),
+        admin={str(op): dict(entry) for op, entry in (data.get("admin") or {}).items()},
         variants={
             name: (str(v.get("description", "")), {str(k): str(x) for k, x in (v.get("knobs") or {}).items()})
             for name, v in (data.get("variants") or {}).items()

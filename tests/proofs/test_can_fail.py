@@ -33,6 +33,8 @@ concurrently with the others, and their tests collect the results.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -54,34 +56,14 @@ from harness.scenario.model import Scenario, Step
 from harness.verdict import Outcome
 from tests.doubles.target import DOMAIN, DoubleServices, running_double
 from tests.doubles.xmpp_server import FLAWS, Pki, pki_from_ca
+from tests.proofs.proof import Proof
 
 STEP_TIMEOUT_S = 2.0
 SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
 
 
-@dataclass(frozen=True)
-class Proof:
-    """A flaw (or several) of the double under which a scenario must fail.
-
-    ``step``: the step that must catch it, as ``"ACTION [ACTOR][: TEXT]"``; TEXT is a piece of
-    the step's parameters (e.g. its match pattern), needed when several steps fit.
-    ``says``: a piece of the fail reason (what the step noticed).
-    ``long``: the failure waits out a ``within`` of the scenario itself (run in the background).
-    """
-
-    flaws: tuple[str, ...]
-    step: str
-    says: str
-    long: bool = False
-
-    def __init__(self, flaws: str | tuple[str, ...], step: str, says: str, long: bool = False) -> None:
-        object.__setattr__(self, "flaws", (flaws,) if isinstance(flaws, str) else tuple(flaws))
-        object.__setattr__(self, "step", step)
-        object.__setattr__(self, "says", says)
-        object.__setattr__(self, "long", long)
-
-
-# scenario id -> the flawed doubles it must fail against (the first is the scenario's main proof)
+# scenario id -> the flawed doubles it must fail against (the first is the scenario's main proof);
+# the proofs_<group>.py modules beside this file add theirs (see _merged_proofs)
 PROOFS: dict[str, list[Proof]] = {
     "auth.bind.resource-conflict": [
         Proof("duplicate-resources", "expect-any", "no alternative held", long=True),
@@ -211,6 +193,19 @@ PROOFS: dict[str, list[Proof]] = {
     ],
 }
 
+
+def _merged_proofs() -> None:
+    """Add the PROOFS of every ``tests/proofs/proofs_*.py`` module (a scenario in one place only)."""
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if info.name.startswith("proofs_"):
+            group = importlib.import_module(f"tests.proofs.{info.name}").PROOFS
+            twice = sorted(group.keys() & PROOFS.keys())
+            assert not twice, f"proofs of {twice} in {info.name} and elsewhere"
+            PROOFS.update(group)
+
+
+_merged_proofs()
+
 # Flaws no scenario catches yet (a scenario for them would be welcome).
 GAPS: dict[str, str] = {
     "iq-to-full-jid-unchecked": "no scenario sends an IQ request to the full JID of a user who "
@@ -224,7 +219,7 @@ GAPS: dict[str, str] = {
 _SCENARIOS, _LOAD_ERRORS = load_all(scenario_files(SCENARIOS_DIR))
 
 
-# Role knobs the double satisfies as it is (its MUC service is always on).
+# Role knobs the double satisfies as it is (its MUC service is always on); "*": any value.
 DOUBLE_KNOBS: dict[str, str] = {"muc": "on"}
 
 
@@ -234,8 +229,8 @@ def _needs_real_servers(scenario: Scenario) -> bool:
     kinds = actor_kinds()
     if any(getattr(kinds.get(actor.kind), "plays_server", False) for actor in scenario.actors.values()):
         return True
-    wanted = {(k, v) for role in scenario.roles.values() for k, v in (role.get("knobs") or {}).items()}
-    return not wanted <= set(DOUBLE_KNOBS.items())
+    wanted = [(k, v) for role in scenario.roles.values() for k, v in (role.get("knobs") or {}).items()]
+    return not all(DOUBLE_KNOBS.get(k) in (v, "*") for k, v in wanted)
 
 
 # Proven against real servers by tests/integration/test_federation_proofs.py, not here.

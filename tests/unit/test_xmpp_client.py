@@ -399,7 +399,7 @@ def test_expect_nothing_with_ping_barrier(pki: Pki, tmp_path: Path) -> None:
     async def no_reply(actor: ClientXmppActor, server: XmppDouble) -> None:
         await actor.connect()
         await actor.authenticate(mechanism="PLAIN")
-        with pytest.raises(HarnessError, match="absence not proven"):
+        with pytest.raises(HarnessError, match="order not proven"):
             await actor.expect_nothing("<message/>", within=0.3)
 
     run_with(pki, tmp_path, no_reply, DoubleConfig(answer_ping=False))

@@ -490,7 +490,7 @@ def test_expect_nothing_without_barrier_reply(pki: Pki, tmp_path: Path) -> None:
     async def body(actor: RawXmppActor, server: XmppDouble) -> None:
         await actor.connect()
         await actor.authenticate()
-        with pytest.raises(HarnessError, match="absence not proven"):
+        with pytest.raises(HarnessError, match="order not proven"):
             await actor.expect_nothing("<message/>", within=0.3)
 
     run_with(pki, tmp_path, body, DoubleConfig(answer_ping=False))

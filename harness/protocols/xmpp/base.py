@@ -84,7 +84,11 @@ class XmppActor(Actor):
         await self._inbox.expect(match, self._deadline(within), wait, consume, self._closing)
 
     async def expect_nothing(
-        self, match: str | list[str], barrier: str = "ping", within: float | None = None
+        self,
+        match: str | list[str],
+        barrier: str = "ping",
+        via: str | None = None,
+        within: float | None = None,
     ) -> None:
         self._require_connection("expect-nothing")
         await self._inbox.expect_nothing(
@@ -93,7 +97,13 @@ class XmppActor(Actor):
             self._deadline(within),
             self._send_text,
             self._next_id("barrier") if barrier == "ping" and not self._inbox.closed else "",
-            self.ctx.target.domain,
+            via or self.ctx.target.domain,
+        )
+
+    async def round_trip(self, via: str | None = None) -> None:
+        self._require_connection("a round trip (after:)")
+        await self._inbox.round_trip(
+            self._send_text, self._next_id("barrier"), via or self.ctx.target.domain, self._deadline(None)
         )
 
     @classmethod

@@ -68,8 +68,19 @@ EXPECT_SCHEMA = params_schema(
     {"match": MATCH_SCHEMA, "within": WITHIN_SCHEMA, "consume": {"type": "boolean", "default": True}},
     ["match"],
 )
+VIA_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "description": "the JID the barrier pings go to (default: the server's domain), e.g. a room "
+    "that relays the stanzas in question",
+}
 EXPECT_NOTHING_SCHEMA = params_schema(
-    {"match": MATCH_SCHEMA, "barrier": {"enum": list(BARRIERS), "default": "ping"}, "within": WITHIN_SCHEMA},
+    {
+        "match": MATCH_SCHEMA,
+        "barrier": {"enum": list(BARRIERS), "default": "ping"},
+        "via": VIA_SCHEMA,
+        "within": WITHIN_SCHEMA,
+    },
     ["match"],
 )
 
@@ -225,6 +236,24 @@ class Inbox:
             )
         raise Failed(f"{hint}expected {matcher.describe()} within {wait:g}s; received: {self.summary()}")
 
+    async def round_trip(self, send: SendText, barrier_id: str, to: str, deadline: float) -> None:
+        """The ordering barrier: an XEP-0199 ping to ``to`` and its answer (a result, or an error
+        from an entity that does not answer pings: both mean the ping was handled). On a closed
+        connection nothing can be on its way any more: nothing to do."""
+        if self.closed:
+            return
+        await send(
+            f"<iq type='get' id={attr(barrier_id)} to={attr(to)}><ping xmlns='{NS_PING}'/></iq>", deadline
+        )
+        reply = await self.wait_for(
+            lambda e: e.tag == IQ_TAG and e.get("id") == barrier_id and e.get("type") in ("result", "error"),
+            deadline,
+        )
+        if reply is not None:
+            self.consume(reply)
+        elif not self.closed:  # closed before the reply: everything received is final
+            raise HarnessError(f"no reply to the barrier ping {barrier_id} to {to} in time; order not proven")
+
     async def expect_nothing(
         self,
         match: str | list[str],
@@ -241,24 +270,7 @@ class Inbox:
             if not self.closed:
                 raise HarnessError("expect-nothing with barrier none needs a closed connection")
         elif barrier == "ping":
-            if not self.closed:
-                await send(
-                    f"<iq type='get' id={attr(barrier_id)} to={attr(to)}><ping xmlns='{NS_PING}'/></iq>",
-                    deadline,
-                )
-                reply = await self.wait_for(
-                    lambda e: (
-                        e.tag == IQ_TAG and e.get("id") == barrier_id and e.get("type") in ("result", "error")
-                    ),
-                    deadline,
-                )
-                if reply is not None:
-                    self.consume(reply)
-                elif not self.closed:
-                    raise HarnessError(
-                        f"no reply to the barrier ping {barrier_id} in time; absence not proven"
-                    )
-                # connection closed before the reply: everything received is final.
+            await self.round_trip(send, barrier_id, to, deadline)
         else:
             raise HarnessError(f"expect-nothing: unknown barrier {barrier!r} (ping or none)")
         for el in self.pending:
