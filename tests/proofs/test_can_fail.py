@@ -219,8 +219,9 @@ GAPS: dict[str, str] = {
 _SCENARIOS, _LOAD_ERRORS = load_all(scenario_files(SCENARIOS_DIR))
 
 
-# Role knobs the double satisfies as it is (its MUC service is always on); "*": any value.
-DOUBLE_KNOBS: dict[str, str] = {"muc": "on"}
+# Role knobs the double satisfies as it is: its MUC, PEP and archive services are always on, and
+# its administrators are the accounts called "admin" (knob admins); "*": any value.
+DOUBLE_KNOBS: dict[str, str] = {"muc": "on", "pep": "on", "mam": "on", "admins": "*"}
 
 
 def _needs_real_servers(scenario: Scenario) -> bool:
