@@ -116,13 +116,26 @@ class LocalTarget(RunningTarget):
         return template
 
     def _knob_edits(self, dest: str) -> list[dict[str, Any]]:
-        """The knobs' edits of one file, rendered with each knob's ``value``/``value_list``."""
+        """The knobs' edits of one file, rendered with each knob's ``value``/``value_list``; an
+        edit with ``for_each: value_list`` is made once per item (``item``, ``index``)."""
         edits = []
         for name, value in sorted(self.knobs.items()):
+            items = value_list(value)
             for edit in self.spec.knobs[name].edits_for(value):
-                if edit.get("file") == dest:
-                    plain = {k: v for k, v in edit.items() if k != "file"}
-                    edits.append(self._render(plain, value=value, value_list=value_list(value)))
+                if edit.get("file") != dest:
+                    continue
+                plain = {k: v for k, v in edit.items() if k not in ("file", "for_each")}
+                if "for_each" not in edit:
+                    edits.append(self._render(plain, value=value, value_list=items))
+                    continue
+                if edit["for_each"] != "value_list":
+                    raise CatalogueError(
+                        f"{self.spec.folder}/target.yaml: knob {name}: for_each must be value_list"
+                    )
+                edits += [
+                    self._render(plain, value=value, value_list=items, item=item, index=index)
+                    for index, item in enumerate(items)
+                ]
         return edits
 
     def _render_files(self) -> None:
