@@ -44,12 +44,24 @@ class RunServices(Protocol):
     def pki(self) -> CertificateIssuer: ...
 
 
+@dataclass(frozen=True)
+class StepTiming:
+    """How long one step took (barrier round trips included): figures for the benchmark."""
+
+    step: int  # 1-based, as in verdict reasons
+    line: int
+    action: str
+    actor: str
+    duration_s: float
+
+
 @dataclass
 class ItemRun:
     verdict: Verdict
     duration_s: float
     evidence: dict[str, Path] = field(default_factory=dict)
     actors_connected: bool = False
+    steps: list[StepTiming] = field(default_factory=list)  # the steps that ran, in order
 
 
 def item_id(scenario: Scenario, names: dict[str, str]) -> str:
@@ -162,8 +174,10 @@ async def _run_steps(
     actors: dict[str, Actor],
     targets: dict[str, RunningTarget],
     placeholders: Placeholders,
+    timings: list[StepTiming],
 ) -> Verdict:
     for index, step in enumerate(scenario.steps):
+        started = time.monotonic()
         try:
             params = placeholders.resolve(step.params)
             within = max(
@@ -178,6 +192,9 @@ async def _run_steps(
             return Verdict(exc.outcome, f"{step.describe(index)}: {exc.reason}")
         except TimeoutError:
             return Verdict(Outcome.ERROR, f"{step.describe(index)}: no result within the step deadline")
+        finally:
+            elapsed = round(time.monotonic() - started, 4)
+            timings.append(StepTiming(index + 1, step.line, step.action, step.actor, elapsed))
     return Verdict(Outcome.PASS, "")
 
 
@@ -187,6 +204,7 @@ async def _run(
     evidence_dir: Path,
     services: RunServices,
     item: str,
+    timings: list[StepTiming],
 ) -> tuple[Verdict, dict[str, Actor]]:
     kinds = actor_kinds()
     actors: dict[str, Actor] = {}
@@ -220,7 +238,7 @@ async def _run(
     placeholders = Placeholders(actors, targets, item)
     try:
         async with asyncio.timeout(ITEM_TIMEOUT_S):
-            verdict = await _run_steps(scenario, actors, targets, placeholders)
+            verdict = await _run_steps(scenario, actors, targets, placeholders, timings)
     except TimeoutError:
         verdict = Verdict(Outcome.ERROR, f"item did not finish within {ITEM_TIMEOUT_S:.0f} s")
     finally:
@@ -244,8 +262,9 @@ def run_item(
     capture = PacketCapture(sorted({t.address for t in targets.values()}), evidence_dir / "traffic.pcap")
     capture.start()
     actors: dict[str, Actor] = {}
+    timings: list[StepTiming] = []
     try:
-        verdict, actors = asyncio.run(_run(scenario, targets, evidence_dir, services, item))
+        verdict, actors = asyncio.run(_run(scenario, targets, evidence_dir, services, item, timings))
     except StepOutcome as exc:  # raised while building actors (e.g. account creation failed)
         verdict = Verdict(exc.outcome, exc.reason)
     except Exception as exc:  # the harness's own bug: an error verdict, never a crash of the run
@@ -280,4 +299,4 @@ def run_item(
     connected = any(a.reached_server for a in actors.values())
     if verdict.outcome is Outcome.PASS and actors and not connected:
         verdict = Verdict(Outcome.ERROR, "no actor reached the server")
-    return ItemRun(verdict, time.monotonic() - started, evidence, connected)
+    return ItemRun(verdict, time.monotonic() - started, evidence, connected, timings)

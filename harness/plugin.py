@@ -8,6 +8,7 @@ xfail -> xfailed. ``results.json`` keeps the five-way verdict that pytest cannot
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import platform
 import secrets
@@ -21,7 +22,7 @@ import pytest
 import harness
 from harness.actors import actor_kinds
 from harness.baseline import Baselines
-from harness.engine import item_id, run_item, safe_name
+from harness.engine import StepTiming, item_id, run_item, safe_name
 from harness.report import write_reports
 from harness.results import ItemResult, RunRecord, TargetRecord, utc_timestamp, write_results
 from harness.scenario.loader import ScenarioError, load_scenario
@@ -103,6 +104,7 @@ class RunState:
         started: str,
         evidence: dict[str, Path],
         connected: bool,
+        steps: list[StepTiming] | None = None,
     ) -> None:
         self.results.append(
             ItemResult(
@@ -121,6 +123,7 @@ class RunState:
                 scenario_file=str(_relative(scenario.path)),
                 scenario_sha256=scenario.sha256,
                 actors_connected=connected,
+                steps=[dataclasses.asdict(step) for step in steps or []],
             )
         )
 
@@ -266,6 +269,7 @@ class ScenarioItem(pytest.Item):
             started,
             result.evidence,
             result.actors_connected,
+            result.steps,
         )
         _attach_allure(self.scenario, result.evidence)
         self._finish(verdict)

@@ -132,6 +132,8 @@ class ItemResult:
     scenario_file: str
     scenario_sha256: str
     actors_connected: bool
+    # how long each step that ran took: {step, line, action, actor, duration_s} (benchmark figures)
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.outcome, Outcome):
@@ -183,11 +185,12 @@ class ItemResult:
             "scenario_file": self.scenario_file,
             "scenario_sha256": self.scenario_sha256,
             "actors_connected": self.actors_connected,
+            "steps": [dict(step) for step in self.steps],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ItemResult:
-        kwargs = {f.name: data[f.name] for f in dataclasses.fields(cls)}
+        kwargs = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
         kwargs["targets"] = [TargetRecord.from_dict(t) for t in data["targets"]]
         kwargs["spec"] = dict(data["spec"])
         kwargs["evidence"] = dict(data["evidence"])

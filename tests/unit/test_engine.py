@@ -1,12 +1,16 @@
-"""The engine's evidence: server log slices are redacted even when an item never got its actors."""
+"""The engine: evidence (server log slices are redacted even when an item never got its actors),
+ordering barriers, admin steps and step timings."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar
 
-from harness.actors import Account
+import pytest
+
+from harness.actors import Account, Actor, actor_kinds
 from harness.engine import run_item
-from harness.scenario.loader import load_scenario
+from harness.scenario.loader import ScenarioError, load_scenario
 from harness.targets.running import RunningTarget
 from harness.verdict import Outcome, TargetError
 
@@ -72,3 +76,127 @@ def test_log_slice_is_redacted_when_building_actors_failed(tmp_path: Path) -> No
     assert run.verdict.outcome is Outcome.ERROR and "cannot create bob" in run.verdict.reason
     text = (tmp_path / "ev" / "stub.server.log").read_text()
     assert "Received[c2s]" in text and "Secret-Of-Alice-42" not in text
+
+
+# -- ordering barriers (after:), admin steps and step timings ------------------------------------
+
+BARRIER_SCENARIO = """\
+id: authz.engine.barrier
+title: Barriers run before the step, admin steps reach the target
+category: authorization
+spec: {document: RFC 6120, section: "10.1"}
+level: MUST
+protocol: xmpp
+actors:
+  alice: {kind: recorder, account: alice}
+  bob: {kind: recorder, account: bob}
+  carol: {kind: recorder, account: carol}
+steps:
+  - admin: {op: create-room, room: "r-${random}@conference.${server.domain}", owner: "${alice.jid}"}
+  - send: {actor: alice, xml: "<message/>"}
+  - expect-nothing: {actor: bob, after: [alice, carol], via: "r-${random}@conference.${server.domain}", match: m}
+"""
+
+
+class Recorder(Actor):
+    """Records what the engine asks of it, in one list shared by every recorder."""
+
+    kind = "recorder"
+    protocol = "test"
+    actions: ClassVar[dict[str, dict[str, Any]]] = {
+        "send": {"type": "object"},
+        "expect-nothing": {"type": "object"},
+    }
+    calls: ClassVar[list[str]] = []
+
+    async def perform(self, action: str, params: dict[str, Any]) -> None:
+        self.reached_server = True
+        self.calls.append(f"{self.ctx.name} {action} {params.get('via', '')}".strip())
+
+    async def round_trip(self, via: str | None = None) -> None:
+        self.calls.append(f"{self.ctx.name} round-trip {via}")
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class AdminTarget(BrokenProvisioning):
+    """Every account can be made; admin operations are recorded."""
+
+    def __init__(self, log: Path) -> None:
+        super().__init__(log)
+        self.admin_calls: list[tuple[str, dict[str, str]]] = []
+
+    def _provide_account(self, name: str, password_part: str | None) -> Account:
+        return Account(name, self.domain, f"pw-{name}")
+
+    def admin(self, op: str, params: dict[str, str]) -> None:
+        self.admin_calls.append((op, params))
+
+
+def test_after_runs_round_trips_in_order_and_admin_reaches_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kinds = {**actor_kinds(), "recorder": Recorder}
+    monkeypatch.setattr("harness.engine.actor_kinds", lambda: kinds)
+    monkeypatch.setattr("harness.scenario.loader.actor_kinds", lambda: kinds)
+    monkeypatch.setattr("harness.engine.PacketCapture", NoCapture)
+    Recorder.calls.clear()
+    path = tmp_path / "authz.engine.barrier.yaml"
+    path.write_text(BARRIER_SCENARIO)
+    target = AdminTarget(tmp_path / "server.log")
+    run = run_item(load_scenario(path), {"server": target}, tmp_path / "ev", NoServices())
+    assert run.verdict.outcome is Outcome.PASS, run.verdict.reason
+    ((op, params),) = target.admin_calls
+    room = params["room"]
+    assert op == "create-room" and room.endswith("@conference.stub.test") and "${" not in room
+    assert params == {"room": room, "owner": "alice@stub.test"}
+    assert Recorder.calls == [
+        "alice send",
+        f"alice round-trip {room}",
+        f"carol round-trip {room}",
+        f"bob expect-nothing {room}",
+    ]
+    assert [(s.step, s.action, s.actor) for s in run.steps] == [
+        (1, "admin", ""),
+        (2, "send", "alice"),
+        (3, "expect-nothing", "bob"),
+    ]
+    assert all(s.duration_s >= 0 for s in run.steps)
+
+
+class NoCapture:
+    """No packet capture in a unit test (nothing goes over the network)."""
+
+    def __init__(self, addresses: list[str], path: Path) -> None:
+        self.path = path
+        self.truncated = False
+
+    def start(self) -> None:
+        """Nothing to capture."""
+
+    def stop(self, scrub: Any) -> Path:
+        return self.path
+
+
+def test_after_naming_an_unknown_actor_points_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "authz.engine.bad-after.yaml"
+    path.write_text(
+        SCENARIO.replace("auth.engine.two-accounts", "authz.engine.bad-after")
+        + "  - expect-nothing: {actor: alice, after: [mallory], match: '<message/>'}\n"
+    )
+    with pytest.raises(ScenarioError, match=r":12: step 2: after: no actor 'mallory'"):
+        load_scenario(path)
+
+
+def test_admin_step_in_a_pair_scenario_must_name_its_role(tmp_path: Path) -> None:
+    path = tmp_path / "fed.engine.admin.yaml"
+    text = SCENARIO.replace("auth.engine.two-accounts", "fed.engine.admin").replace(
+        "actors:\n", "roles: {origin: {}, receiver: {}}\nactors:\n"
+    )
+    text = text.replace("account: alice}", "account: alice, role: origin}").replace(
+        "account: bob}", "account: bob, role: receiver}"
+    )
+    path.write_text(text + "  - admin: {op: create-room, room: r@x}\n")
+    with pytest.raises(ScenarioError, match="admin: say which role"):
+        load_scenario(path)
