@@ -101,3 +101,14 @@ def fed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropRun]:
 @pytest.fixture(scope="session")
 def fed_scenarios() -> list[Scenario]:
     return scenarios_of("federation")
+
+
+@pytest.fixture(scope="session")
+def authz_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropRun]:
+    """The authorization category on the three local servers."""
+    yield from category_run(tmp_path_factory, "authorization")
+
+
+@pytest.fixture(scope="session")
+def authz_scenarios() -> list[Scenario]:
+    return scenarios_of("authorization")

@@ -1,0 +1,49 @@
+"""Nothing sleeps for a fixed time to decide a verdict: the only sleeps in the harness are the
+polling intervals of a target's readiness probe and of its teardown, never in an actor, the
+engine or a barrier."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from harness.plugin import PROJECT_ROOT
+
+# (file, function) -> why it may sleep
+ALLOWED = {
+    ("harness/targets/local.py", "_wait"): "polls a starting server's readiness until its deadline",
+    ("harness/targets/local.py", "_end_group"): "polls a stopping process group until its grace ends",
+}
+
+
+def _sleeps(root: Path = PROJECT_ROOT) -> set[tuple[str, str]]:
+    """(file, function) of every call named ``sleep`` under ``root/harness``."""
+    found = set()
+    for path in sorted((root / "harness").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for func in ast.walk(tree):
+            if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(func):
+                if isinstance(node, ast.Call):
+                    name = (
+                        node.func.attr
+                        if isinstance(node.func, ast.Attribute)
+                        else getattr(node.func, "id", "")
+                    )
+                    if name == "sleep":
+                        found.add((str(path.relative_to(root)), func.name))
+    return found
+
+
+def test_only_readiness_and_teardown_polling_sleeps() -> None:
+    assert _sleeps() == set(ALLOWED)
+
+
+def test_the_scan_finds_a_sleep(tmp_path: Path) -> None:
+    """The scan itself can fail: a sleep in an actor's method is found."""
+    (tmp_path / "harness").mkdir()
+    (tmp_path / "harness" / "actor.py").write_text(
+        "import asyncio\nclass A:\n    async def expect(self):\n        await asyncio.sleep(1)\n"
+    )
+    assert _sleeps(tmp_path) == {("harness/actor.py", "expect")}
