@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.actors import Actor, ActorContext
-from harness.protocols.xmpp.inbox import WITHIN_SCHEMA, Inbox
+from harness.protocols.xmpp.inbox import WITHIN_SCHEMA, Inbox, SendText
 from harness.protocols.xmpp.match import PatternError, compile_match
 from harness.protocols.xmpp.ports import PORT_SCHEMA
 from harness.protocols.xmpp.redact import redact_xml_text
@@ -91,20 +91,30 @@ class XmppActor(Actor):
         within: float | None = None,
     ) -> None:
         self._require_connection("expect-nothing")
+        ping = barrier == "ping" and not self._inbox.closed
         await self._inbox.expect_nothing(
             match,
             barrier,
             self._deadline(within),
-            self._send_text,
-            self._next_id("barrier") if barrier == "ping" and not self._inbox.closed else "",
+            self._barrier_sender("expect-nothing") if ping else self._send_text,
+            self._next_id("barrier") if ping else "",
             via or self.ctx.target.domain,
         )
 
     async def round_trip(self, via: str | None = None) -> None:
         self._require_connection("a round trip (after:)")
+        if self._inbox.closed:
+            return  # the server ended the stream: it read everything this actor sent
         await self._inbox.round_trip(
-            self._send_text, self._next_id("barrier"), via or self.ctx.target.domain, self._deadline(None)
+            self._barrier_sender("a round trip (after:)"),
+            self._next_id("barrier"),
+            via or self.ctx.target.domain,
+            self._deadline(None),
         )
+
+    def _barrier_sender(self, what: str) -> SendText:
+        """How this kind writes a barrier ping for ``what`` (raises HarnessError when it cannot)."""
+        return self._send_text
 
     @classmethod
     def param_problems(cls, action: str, params: dict[str, Any]) -> list[str]:

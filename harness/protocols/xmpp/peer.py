@@ -81,6 +81,7 @@ from harness.protocols.xmpp.inbox import (
     EXPECT_SCHEMA,
     WITHIN_SCHEMA,
     Inbox,
+    SendText,
     params_schema,
 )
 from harness.protocols.xmpp.match import CLOSED
@@ -466,39 +467,11 @@ class PeerServerActor(RawXmppActor):
         elif expect == "success":
             raise Failed(f"target refused dialback for {sender} with {which}: {what}")
 
-    # -- expect-nothing ------------------------------------------------------------------------
+    # -- barriers (expect-nothing, after:) --------------------------------------------------------
 
-    async def expect_nothing(
-        self,
-        match: str | list[str],
-        barrier: str = "ping",
-        via: str | None = None,
-        within: float | None = None,
-    ) -> None:
-        self._require_connection("expect-nothing")
-        ping = barrier == "ping" and not self._inbox.closed
-        if ping:
-            self._check_barrier("expect-nothing")
-        await self._inbox.expect_nothing(
-            match,
-            barrier,
-            self._deadline(within),
-            self._send_barrier,
-            self._next_id("barrier") if ping else "",
-            via or self.ctx.target.domain,
-        )
-
-    async def round_trip(self, via: str | None = None) -> None:
-        self._require_connection("a round trip (after:)")
-        if not self._inbox.closed:
-            self._check_barrier("a round trip (after:)")
-        await self._inbox.round_trip(
-            self._send_barrier, self._next_id("barrier"), via or self.ctx.target.domain, self._deadline(None)
-        )
-
-    def _check_barrier(self, what: str) -> None:
+    def _barrier_sender(self, what: str) -> SendText:
         """A barrier ping needs the outgoing stream, from the actor's own domain (where the answer
-        comes back to)."""
+        comes back to), with that ``from``."""
         if self._writer is None:
             raise HarnessError(f"{what}: the barrier ping needs the outgoing stream; connect first")
         if self._from != self._peer().domain:
@@ -506,6 +479,7 @@ class PeerServerActor(RawXmppActor):
                 f"{what}: the answer to a barrier ping from {self._from or 'no domain'} goes to that "
                 "domain's own server, not to this actor; use barrier none once the connection is closed"
             )
+        return self._send_barrier
 
     async def _send_barrier(self, text: str, deadline: float) -> None:
         """The inbox's barrier ping with the ``from`` every s2s stanza needs (RFC 6120 8.1.2.1)."""
