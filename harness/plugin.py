@@ -238,7 +238,7 @@ class ScenarioItem(pytest.Item):
         try:
             targets = state.topology.targets(
                 self.roles,
-                state.topology.role_knobs(self.scenario.roles, self.roles),
+                state.topology.role_knobs(self.scenario.roles, self.roles, self.scenario.spec_ref),
                 reset=needs_reset(self.scenario),
             )
         except Exception as exc:  # a target that cannot start is an error of every item needing it

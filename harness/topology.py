@@ -170,12 +170,13 @@ class Topology:
         }
 
     def role_knobs(
-        self, roles: dict[str, dict[str, Any]], names: dict[str, str]
+        self, roles: dict[str, dict[str, Any]], names: dict[str, str], purpose: str = ""
     ) -> dict[str, dict[str, str]]:
         """The knob values a scenario's roles need (``roles[role]["knobs"]``) for the targets
         ``names`` plays them, with ``${role.domain}`` / ``${role.name}`` resolved.
 
-        Raises Unsupported when a role's target has no such knob."""
+        Raises Unsupported when a role's target has no such knob; ``purpose`` (what the scenario
+        checks, e.g. its spec reference) goes into the reason, so that it names the feature."""
         values = {f"{role}.name": name for role, name in names.items()} | {
             f"{role}.domain": self.domain(name) for role, name in names.items()
         }
@@ -185,7 +186,8 @@ class Topology:
             missing = sorted(set(wanted) - self.knob_names(names[role]))
             if missing:
                 raise Unsupported(
-                    f"{names[role]} has no knob {', '.join(missing)} (the scenario needs it on {role})"
+                    f"{names[role]} has no knob {', '.join(missing)} (the scenario needs it on {role}"
+                    + (f", for {purpose})" if purpose else ")")
                 )
             knobs[role] = {k: PLACEHOLDER.sub(lambda m: values[m.group(1)], v) for k, v in wanted.items()}
             for knob, value in knobs[role].items():

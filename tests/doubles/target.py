@@ -10,6 +10,7 @@ The driver name is ``double``: it exists only in the harness's own tests, never 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from collections.abc import Iterable, Iterator
@@ -19,7 +20,7 @@ from typing import Any
 
 from harness.actors import Account, CertificateIssuer, PeerIdentity
 from harness.targets.running import RunningTarget
-from harness.verdict import HarnessError
+from harness.verdict import HarnessError, TargetError, Unsupported
 from tests.doubles.xmpp_server import DoubleConfig, DoubleThread, Pki, XmppDouble
 
 DOMAIN = "double.test"
@@ -58,6 +59,16 @@ class DoubleTarget(RunningTarget):
         password = self.new_password(password_part)
         self._server.add_account(name, password)
         return Account(user=name, domain=self.domain, password=password)
+
+    def admin(self, op: str, params: dict[str, str]) -> None:
+        """The double's services carry out admin operations (on the double's own loop)."""
+        done = asyncio.run_coroutine_threadsafe(self._server.admin(op, params), self._server.loop)
+        try:
+            handled = done.result(timeout=10)
+        except ValueError as exc:
+            raise TargetError(f"{self.name}: admin operation {op} failed: {exc}") from None
+        if not handled:
+            raise Unsupported(f"{self.name} has no admin operation {op}")
 
     def log_files(self) -> list[Path]:
         path = self._server.config.log_file

@@ -16,28 +16,39 @@ Correct by default
     (:mod:`tests.doubles.saslprep`, not the harness's); resource binding with a
     server-generated resource and one of RFC 6120 §7.7.2.2's conflict policies; the
     ``<not-authorized/>`` stream error for stanzas before authentication (XEP-0077 registration
-    requests excepted: answered per ``registration``); XEP-0199 ping; routing of messages and
-    iqs between bound sessions.
+    requests excepted: answered per ``registration``); XEP-0199 ping; XEP-0030 disco#info
+    without a node of the domain (identity server/im) and of an account's bare JID (identity
+    account/registered; a request without 'to' asks for the user's own), with what the services
+    add (below); routing of messages and iqs between bound sessions.
 
-    RFC 6121, as far as the federation scenarios touch it (both roles of a pair are one double,
-    see ``tests/proofs``): roster get (the resource becomes "interested"); initial and later
-    broadcast presence (to the user's own available resources and subscribers; initial presence
-    is answered with the current presence of the user's contacts and pending requests);
-    directed presence; subscribe/subscribed stamped with the bare JID, delivered to the
-    contact's available (subscribe) or the user's interested (subscribed) resources, with roster
-    pushes and, after an approval, the contact's current presence (§3.1.5); messages to full
-    JIDs stamped with the sender's full JID; IQ requests to a full JID only when the recipient
-    shares presence with the sender, results and errors always (§8.5.3.1); service-unavailable
-    for users that do not exist (§8.5.1); and, as the double knows no other domain and has no
-    server-to-server side, an immediate <remote-server-not-found/> for stanzas to any other
-    domain (RFC 6120 §10.4.3). Not modelled: roster sets, unsubscribe/unsubscribed sent by
-    clients, unavailable presence when a connection ends, offline storage.
+    RFC 6121, as far as the federation and authorization scenarios touch it (both roles of a
+    pair are one double, see ``tests/proofs``): roster get (the resource becomes "interested")
+    and roster set (add, update, remove; a result and a push to every interested resource of
+    the user, §2.3-§2.5); roster requests addressed to another user's bare JID refused with
+    <forbidden/> (§2.1.5, §2.3.3); initial and later broadcast presence (to the user's own
+    available resources and subscribers; initial presence is answered with the current presence
+    of the user's contacts and pending requests); directed presence (to its target only, §4.6);
+    subscribe/subscribed/unsubscribe/unsubscribed stamped with the bare JID, delivered to the
+    contact's available (subscribe) or the user's interested (the others) resources, with roster
+    pushes, the contact's current presence after an approval (§3.1.5) and its unavailable
+    presence after a cancellation or an unsubscribe (§3.2, §3.3); stanzas from a client stamped
+    with its full JID, whatever 'from' it put (RFC 6120 §8.1.2.1; or, with
+    ``invalid_from="stream-error"``, a foreign 'from' ends the stream with <invalid-from/>,
+    §4.9.3.9); IQ requests to a full JID only when the recipient shares presence with the sender,
+    results and errors always (§8.5.3.1); service-unavailable for users that do not exist
+    (§8.5.1); and, as the double knows no other domain and has no server-to-server side, an
+    immediate <remote-server-not-found/> for stanzas to any other domain (RFC 6120 §10.4.3). Not
+    modelled: roster versioning, pre-approval, unavailable presence when a connection ends,
+    offline storage.
 
     Services: features beyond the core live in modules of their own (``tests/doubles/xmpp_*.py``,
     e.g. :mod:`tests.doubles.xmpp_muc`), each a :class:`DoubleService` registered with
     :func:`service` and with its flaws added to :data:`FLAWS`. A service sees every stanza of a
-    bound session before the core does (and may handle it), may refuse the delivery of any
-    stanza to a session (a block list), and hears when a session ends.
+    bound session before the core does (and may handle it), adds identities and features to the
+    disco#info the core answers, may refuse the delivery of any stanza to a session (a block
+    list), and hears when a session ends. The services run in the order of their
+    :attr:`~DoubleService.order`, lowest first (blocking goes first: a block must stop a stanza
+    before any other service answers it).
 
 Flaws
     ``DoubleConfig(flaws={...})`` takes names from :data:`FLAWS`; each breaks one rule, and the
@@ -71,7 +82,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 from xml.sax.saxutils import escape, quoteattr
 
 from cryptography import x509
@@ -89,6 +100,7 @@ NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_STREAMS = "urn:ietf:params:xml:ns:xmpp-streams"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_PING = "urn:xmpp:ping"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_REGISTER = "jabber:iq:register"
 NS_ROSTER = "jabber:iq:roster"
 NS_SASL_CB = "urn:xmpp:sasl-cb:0"
@@ -176,11 +188,38 @@ FLAWS: dict[str, str] = {
     "full JID, not the bare JID, RFC 6121 §3.1.2 / §3.1.5",
     "no-presence-after-approval": "after a subscription approval the contact's server does not "
     "send the contact's current presence to the user, RFC 6121 §3.1.5",
+    # -- authorization: presence, rosters, addresses (RFC 6121, RFC 6120 §8.1.2.1) ---------------
+    "presence-broadcast-to-all": "broadcast presence goes to every available user of the server, "
+    "not only to the subscribers ('from' or 'both'), RFC 6121 §4.4.2 / §11",
+    "presence-before-approval": "a subscription request is approved by the server itself at "
+    "once (subscribed and the contact's presence go to the requester), RFC 6121 §3.1.3",
+    "unsubscribe-ignored": "an unsubscribe from a client is dropped: no roster change, no push, "
+    "the subscription stays, RFC 6121 §3.3",
+    "unsubscribe-keeps-presence": "an unsubscribe updates and pushes the contact's roster, but "
+    "the former subscriber still gets the contact's presence broadcasts, RFC 6121 §3.3.3 / §4.4.2",
+    "directed-presence-broadcast": "directed presence also goes to the sender's subscribers, "
+    "RFC 6121 §4.6.3 / §11",
+    "directed-presence-sticky": "the target of directed available presence gets the sender's "
+    "later presence broadcasts too, RFC 6121 §4.6.3 rule 2",
+    "roster-push-to-all": "roster pushes go to every interested resource of every user, "
+    "RFC 6121 §2.3.2 / §2.1.6",
+    "roster-of-other-user": "a roster get addressed to another user's bare JID returns that "
+    "user's roster, RFC 6121 §2.1.5 / §8.5.2.1.3",
+    "roster-set-by-other-user": "a roster set addressed to another user's bare JID is applied to "
+    "that user's roster (a result and a push), RFC 6121 §2.1.5 / §2.3.3",
+    "no-from-stamping": "messages from a client are routed with the 'from' it gave (none when it "
+    "gave none), RFC 6120 §8.1.2.1",
+    "trust-client-from": "a 'from' a client puts on a message is kept (a message without one is "
+    "stamped), so a user can send as anyone, RFC 6120 §8.1.2.1",
 }
 
 
 class DoubleService:
     """A feature of the double in a module of its own (see the module documentation)."""
+
+    # where the service runs among the others (stanzas, disco#info, delivery, ended sessions):
+    # lower sees stanzas first; equal orders keep the order of registration
+    order: ClassVar[int] = 0
 
     def __init__(self, server: XmppDouble) -> None:
         self.server = server
@@ -194,15 +233,26 @@ class DoubleService:
         """Whether ``el`` (``from`` already stamped) may be delivered to the session ``to``."""
         return True
 
+    def disco_info(self, to: str, requester: _Connection) -> tuple[list[str], list[str]]:
+        """What this service adds to the disco#info (XEP-0030, no node) the core answers for
+        ``to``, the server's domain or an existing account's bare JID, asked by ``requester``:
+        identities (XML snippets) and feature vars."""
+        return [], []
+
     async def on_unbind(self, conn: _Connection) -> None:
         """The session's connection ended."""
+
+    def admin(self, op: str, params: dict[str, str]) -> bool:
+        """An admin operation (``docs/targets.md``); True when this service carries it out.
+        Runs on the double's event loop; a ValueError is a failed operation."""
+        return False
 
 
 SERVICES: list[type[DoubleService]] = []
 
 
 def service(cls: type[DoubleService]) -> type[DoubleService]:
-    """Class decorator: every double runs this service (in the order of registration)."""
+    """Class decorator: every double runs this service (ordered by :attr:`DoubleService.order`)."""
     SERVICES.append(cls)
     return cls
 
@@ -391,6 +441,9 @@ class DoubleConfig:
     max_auth_failures: int = 3  # failures per stream; the next failure ends the stream
     conflict_policy: str = "override"  # RFC 6120 §7.7.2.2: override | rename | refuse
     registration: str = "closed"  # XEP-0077 before auth: closed (service-unavailable) | open (form)
+    # RFC 6120 §8.1.2.1 / §4.9.3.9: a stanza whose 'from' is not the sender's JID gets it
+    # overridden ("override") or ends the stream with <invalid-from/> ("stream-error")
+    invalid_from: str = "override"
     log_file: Path | None = None
 
     def __post_init__(self) -> None:
@@ -402,6 +455,8 @@ class DoubleConfig:
             raise ValueError(f"conflict_policy must be one of {CONFLICT_POLICIES}")
         if self.registration not in ("closed", "open"):
             raise ValueError("registration must be closed or open")
+        if self.invalid_from not in ("override", "stream-error"):
+            raise ValueError("invalid_from must be override or stream-error")
 
     def has(self, flaw: str) -> bool:
         assert flaw in FLAWS, flaw
@@ -454,7 +509,9 @@ class XmppDouble:
         self.peers: list[tuple[str, int]] = []  # (address, port) of every client connection
         self.sessions: dict[str, list[_Connection]] = {}  # full JID -> bound sessions
         self.rosters: dict[str, dict[str, RosterItem]] = {}  # user's bare JID -> contact's -> item
-        self.services = [cls(self) for cls in SERVICES]
+        # (user, contact): still gets the user's broadcasts after unsubscribing (a flaw)
+        self.stale_subscribers: set[tuple[str, str]] = set()
+        self.services = [cls(self) for cls in sorted(SERVICES, key=lambda cls: cls.order)]
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._counter = 0
@@ -522,7 +579,13 @@ class XmppDouble:
 
     # -- lifetime ---------------------------------------------------------------------------------
 
+    async def admin(self, op: str, params: dict[str, str]) -> bool:
+        """Carry out an admin operation with the first service that knows it (False: none does).
+        A coroutine, so that the test-only driver can run it on the double's loop."""
+        return any(svc.admin(op, params) for svc in self.services)
+
     async def __aenter__(self) -> Self:
+        self.loop = asyncio.get_running_loop()
         cfg = self.config
         server = await asyncio.start_server(functools.partial(self._handle, direct=False), self.host, 0)
         self._servers.append(server)
@@ -652,14 +715,74 @@ class XmppDouble:
         copy.set("to", to)
         await self.deliver(copy, list(self.sessions.get(to, [])) if "/" in to else self.available(to))
 
-    async def roster_push(self, user: str, contact: str) -> None:
-        """RFC 6121 §2.1.6: the changed item to every interested resource of ``user``."""
-        item = self.roster_item(user, contact).xml(contact)
-        for conn in self.interested(user):
+    async def roster_push(self, user: str, contact: str, item_xml: str | None = None) -> None:
+        """RFC 6121 §2.1.6: the changed item (``item_xml``, by default the item as it is now) to
+        every interested resource of ``user``."""
+        item = item_xml if item_xml is not None else self.roster_item(user, contact).xml(contact)
+        targets = self.interested(user)
+        if self.config.has("roster-push-to-all"):
+            self.log(f"flaw roster-push-to-all: {user}'s push to every interested resource")
+            targets = [c for conns in self.sessions.values() for c in conns if c.interested]
+        for conn in targets:
             await conn.send(
                 f"<iq type='set' id='push-{os.urandom(4).hex()}' to={quoteattr(conn.jid or user)}>"
                 f"<query xmlns='{NS_ROSTER}'>{item}</query></iq>"
             )
+
+    async def approve(self, contact: str, user: str, el: ET.Element | None = None) -> None:
+        """RFC 6121 §3.1.5: ``contact`` approves ``user``'s pending request (``el``: the
+        'subscribed' stanza, else one made by the server): roster push, the approval to the
+        user, then the contact's current presence."""
+        item = self.roster_item(contact, user)
+        item.pending_in, item.from_ = None, True
+        await self.roster_push(contact, user)
+        if el is None:
+            el = ET.Element(f"{{{NS_CLIENT}}}presence", {"type": "subscribed", "from": contact})
+        await self.inbound_subscribed(el, contact, user)
+        if self.config.has("no-presence-after-approval"):
+            self.log("flaw no-presence-after-approval: no current presence sent")
+            return
+        for conn in self.available(contact):  # the approving contact's current presence
+            assert conn.presence is not None
+            await self.deliver_presence(conn.presence, user)
+
+    async def unavailable_to(self, contact: str, user: str) -> None:
+        """Presence of type unavailable from each available resource of ``contact`` to ``user``
+        (RFC 6121 §3.2.2, §3.3.3)."""
+        for conn in self.available(contact):
+            assert conn.jid is not None
+            gone = ET.Element(f"{{{NS_CLIENT}}}presence", {"type": "unavailable", "from": conn.jid})
+            await self.deliver_presence(gone, user)
+
+    async def inbound_unsubscribe(self, el: ET.Element, user: str, contact: str) -> None:
+        """RFC 6121 §3.3.3, the contact's server: ``user`` unsubscribes from ``contact``."""
+        item = self.rosters.get(contact, {}).get(user)
+        if item is None:
+            return
+        if not item.from_:  # no subscription: only a pending request is forgotten
+            item.pending_in = None
+            return
+        copy = copy_module.deepcopy(el)
+        await self.deliver(copy, self.interested(contact))
+        item.from_ = False
+        await self.roster_push(contact, user)
+        if self.config.has("unsubscribe-keeps-presence"):
+            self.log(f"flaw unsubscribe-keeps-presence: {user} still gets {contact}'s presence")
+            self.stale_subscribers.add((contact, user))
+        await self.unavailable_to(contact, user)
+
+    async def inbound_unsubscribed(self, el: ET.Element, contact: str, user: str) -> None:
+        """RFC 6121 §3.2.3, the user's server: ``contact`` cancelled or denied ``user``'s
+        subscription (or request)."""
+        item = self.rosters.get(user, {}).get(contact)
+        if item is None or not (item.to or item.ask):
+            self.log(f"unsubscribed from {contact} to {user} without a subscription: ignored")
+            return
+        copy = copy_module.deepcopy(el)
+        copy.set("to", user)
+        await self.deliver(copy, self.interested(user))
+        item.to, item.ask = False, False
+        await self.roster_push(user, contact)
 
     async def inbound_subscribe(self, el: ET.Element, user: str, contact: str) -> None:
         """RFC 6121 §3.1.3, the contact's server: a subscription request from ``user``."""
@@ -678,6 +801,9 @@ class XmppDouble:
             return
         item.pending_in = copy_module.deepcopy(el)  # delivered again at each initial presence
         await self.deliver(item.pending_in, self.available(contact))
+        if self.config.has("presence-before-approval"):
+            self.log(f"flaw presence-before-approval: {contact} approves {user} by itself")
+            await self.approve(contact, user)
 
     async def inbound_subscribed(self, el: ET.Element, contact: str, user: str) -> None:
         """RFC 6121 §3.1.6, the user's server: ``contact`` approved ``user``'s request."""
@@ -715,6 +841,9 @@ class RosterItem:
     from_: bool = False  # the contact receives the user's presence
     ask: bool = False  # the user asked to subscribe, no answer yet ("Pending Out")
     pending_in: ET.Element | None = None  # the contact's request, not answered yet ("Pending In")
+    added: bool = False  # put in the roster by a roster set (RFC 6121 §2.3)
+    name: str | None = None
+    groups: tuple[str, ...] = ()
 
     @property
     def subscription(self) -> str:
@@ -724,12 +853,15 @@ class RosterItem:
 
     @property
     def listed(self) -> bool:
-        """In the roster result: a subscription or a pending request of the user's own."""
-        return self.to or self.from_ or self.ask
+        """In the roster result: added by a roster set, a subscription, or a pending request of
+        the user's own (a request from the contact alone is not an item, RFC 6121 §3.1.3)."""
+        return self.added or self.to or self.from_ or self.ask
 
     def xml(self, contact: str) -> str:
         ask = " ask='subscribe'" if self.ask else ""
-        return f"<item jid={quoteattr(contact)} subscription='{self.subscription}'{ask}/>"
+        name = f" name={quoteattr(self.name)}" if self.name is not None else ""
+        groups = "".join(f"<group>{escape(g)}</group>" for g in self.groups)
+        return f"<item jid={quoteattr(contact)} subscription='{self.subscription}'{ask}{name}>{groups}</item>"
 
 
 def _client_xml(el: ET.Element) -> str:
@@ -810,6 +942,7 @@ class _Connection:
         self.presence: ET.Element | None = None  # the current available presence (RFC 6121 §4.2)
         self.interested = False  # requested the roster (RFC 6121 §2.1.6)
         self.directed: set[str] = set()  # JIDs this resource sent directed available presence to
+        self.sticky: set[str] = set()  # directed presence targets kept in broadcasts (a flaw)
 
     @property
     def bare(self) -> str:
@@ -1376,6 +1509,15 @@ class _Connection:
     async def on_stanza(self, el: ET.Element) -> None:
         kind = _local(el.tag)
         to = el.get("to", "")
+        claimed = el.get("from")
+        if (
+            claimed is not None
+            and claimed not in (self.jid, self.bare)
+            and self.cfg.invalid_from == "stream-error"
+        ):
+            self.log(f"<{kind}> from {claimed}: not this session's JID")  # RFC 6120 §4.9.3.9
+            await self.stream_error("invalid-from")
+            raise _Close
         for svc in self.server.services:
             if await svc.on_stanza(self, el):
                 return
@@ -1419,7 +1561,14 @@ class _Connection:
         if to and bare_jid(to) != self.bare and self.cfg.has("drop-routed-messages"):
             self.log(f"flaw drop-routed-messages: message to {to} dropped")
             return
-        await self.server.route(el, self.jid)
+        sender = self.jid  # RFC 6120 §8.1.2.1: added, or the client's 'from' overridden
+        if self.cfg.has("no-from-stamping"):
+            self.log(f"flaw no-from-stamping: 'from' left as {el.get('from')!r}")
+            sender = None
+        elif el.get("from") and self.cfg.has("trust-client-from"):
+            self.log(f"flaw trust-client-from: 'from' {el.get('from')} kept")
+            sender = el.get("from")
+        await self.server.route(el, sender)
 
     # -- presence and subscriptions (RFC 6121 §3, §4) -------------------------------------------
 
@@ -1446,9 +1595,17 @@ class _Connection:
         self.presence = el if el.get("type") is None else None
         roster = server.rosters.get(user, {})
         recipients = [user] + [contact for contact, item in roster.items() if item.from_]
+        recipients += sorted({c for u, c in server.stale_subscribers if u == user} - set(recipients))
+        if self.presence is not None:
+            recipients += sorted(self.sticky - set(recipients))
+        if self.cfg.has("presence-broadcast-to-all"):
+            everyone = {bare_jid(c.jid) for conns in server.sessions.values() for c in conns if c.jid}
+            self.log("flaw presence-broadcast-to-all: to every user online")
+            recipients += sorted(everyone - set(recipients))
         if self.presence is None:
             recipients += sorted(self.directed - set(recipients))
             self.directed.clear()
+            self.sticky.clear()
         for to in recipients:
             await server.deliver_presence(el, to)
         if not initial:
@@ -1467,9 +1624,18 @@ class _Connection:
         resources) and remembered: the sender shares presence with ``to`` from now on."""
         if el.get("type") is None:
             self.directed.add(to)
+            if self.cfg.has("directed-presence-sticky"):
+                self.log(f"flaw directed-presence-sticky: {to} gets later broadcasts")
+                self.sticky.add(to)
         else:
             self.directed.discard(to)
+            self.sticky.discard(to)
         await self.server.deliver_presence(el, to)
+        if self.cfg.has("directed-presence-broadcast"):
+            self.log("flaw directed-presence-broadcast: to the subscribers too")
+            roster = self.server.rosters.get(self.bare, {})
+            for contact in sorted(c for c, item in roster.items() if item.from_ and c != bare_jid(to)):
+                await self.server.deliver_presence(el, contact)
 
     async def on_subscription(self, el: ET.Element, presence_type: str, contact: str) -> None:
         """Outbound subscription stanzas (RFC 6121 §3.1.2, §3.1.5): stamped with the user's bare
@@ -1492,17 +1658,27 @@ class _Connection:
             if item.pending_in is None:  # no request to approve (pre-approval is not supported)
                 self.log(f"subscribed to {contact} without a pending request: ignored")
                 return
-            item.pending_in, item.from_ = None, True
-            await server.roster_push(user, contact)
-            await server.inbound_subscribed(el, user, contact)
-            if self.cfg.has("no-presence-after-approval"):
-                self.log("flaw no-presence-after-approval: no current presence sent")
+            await server.approve(user, contact, el)
+        elif presence_type == "unsubscribe":  # RFC 6121 §3.3.2
+            if self.cfg.has("unsubscribe-ignored"):
+                self.log(f"flaw unsubscribe-ignored: unsubscribe to {contact} dropped")
                 return
-            for conn in server.available(user):  # the approving user's current presence
-                assert conn.presence is not None
-                await server.deliver_presence(conn.presence, contact)
-        else:
-            self.log(f"presence type {presence_type}: not modelled by the double, ignored")
+            item = server.rosters.get(user, {}).get(contact)
+            if item is not None and (item.to or item.ask):
+                item.to, item.ask = False, False
+                await server.roster_push(user, contact)
+            await server.inbound_unsubscribe(el, user, contact)
+        else:  # unsubscribed, RFC 6121 §3.2.2: cancel a subscription or deny a request
+            item = server.rosters.get(user, {}).get(contact)
+            if item is None or not (item.from_ or item.pending_in is not None):
+                self.log(f"unsubscribed to {contact} without a subscription or request: ignored")
+                return
+            if item.from_:
+                await server.unavailable_to(user, contact)
+            item.from_, item.pending_in = False, None
+            if item.listed:
+                await server.roster_push(user, contact)
+            await server.inbound_unsubscribed(el, user, contact)
 
     # -- iq --------------------------------------------------------------------------------------
 
@@ -1526,8 +1702,21 @@ class _Connection:
             if cfg.answer_ping:
                 await self.send(f"<iq type='result' id={iq_id} from='{cfg.domain}'/>")
             return
-        if el.find(f"{{{NS_ROSTER}}}query") is not None and to in ("", self.bare) and kind == "get":
-            await self.roster_get(el)
+        disco = el.find(f"{{{NS_DISCO_INFO}}}query")
+        target = to or self.bare
+        if (
+            disco is not None
+            and kind == "get"
+            and not disco.get("node")
+            and (target == cfg.domain or self.server.exists(target))
+        ):
+            await self.disco_info(el, target)
+            return
+        if el.find(f"{{{NS_ROSTER}}}query") is not None and to in ("", self.bare):
+            await (self.roster_get(el) if kind == "get" else self.roster_set(el, self.bare))
+            return
+        if el.find(f"{{{NS_ROSTER}}}query") is not None and "@" in to and self.server.exists(to):
+            await self.roster_of_other_user(el, kind, bare_jid(to))
             return
         condition = "service-unavailable"  # RFC 6121 §8.5.1 for a user that does not exist
         if "@" in to and not self.server.exists(to) and cfg.has("unknown-user-item-not-found"):
@@ -1537,6 +1726,26 @@ class _Connection:
         await self.send(
             f"<iq type='error' id={iq_id} from={reply_from}><error type='cancel'>"
             f"<{condition} xmlns='{NS_STANZAS}'/></error></iq>"
+        )
+
+    async def disco_info(self, el: ET.Element, target: str) -> None:
+        """XEP-0030 disco#info of the server's domain or an account's bare JID (``target``): the
+        core's identity and features, then what every service adds (see
+        :meth:`DoubleService.disco_info`)."""
+        if target == self.cfg.domain:
+            identities = ["<identity category='server' type='im' name='double'/>"]
+            features = [NS_DISCO_INFO, NS_PING]
+        else:
+            identities, features = ["<identity category='account' type='registered'/>"], [NS_DISCO_INFO]
+        for svc in self.server.services:
+            added_identities, added_features = svc.disco_info(target, self)
+            identities += added_identities
+            features += added_features
+        listed = "".join(f"<feature var={quoteattr(var)}/>" for var in dict.fromkeys(features))
+        await self.send(
+            f"<iq type='result' id={quoteattr(el.get('id', ''))} from={quoteattr(target)}"
+            f" to={quoteattr(self.jid or '')}><query xmlns='{NS_DISCO_INFO}'>{''.join(identities)}{listed}"
+            "</query></iq>"
         )
 
     async def iq_to_full_jid(self, el: ET.Element, to: str) -> None:
@@ -1561,15 +1770,72 @@ class _Connection:
             return
         await self.stanza_error(el, "service-unavailable")
 
-    async def roster_get(self, el: ET.Element) -> None:
-        """RFC 6121 §2.1.3: the roster, and the resource is interested from now on (§2.1.6).
-        Roster sets are not modelled (service-unavailable)."""
-        self.interested = True
-        roster = self.server.rosters.get(self.bare, {})
+    async def roster_get(self, el: ET.Element, owner: str | None = None) -> None:
+        """RFC 6121 §2.1.3: the roster (of ``owner``, by default the session's own user, which
+        is interested from now on, §2.1.6)."""
+        if owner is None:
+            self.interested = True
+        roster = self.server.rosters.get(owner or self.bare, {})
         items = "".join(item.xml(contact) for contact, item in sorted(roster.items()) if item.listed)
+        reply_from = f" from={quoteattr(owner)}" if owner else ""
         await self.send(
-            f"<iq type='result' id={quoteattr(el.get('id', ''))}><query xmlns='{NS_ROSTER}'>{items}</query></iq>"
+            f"<iq type='result' id={quoteattr(el.get('id', ''))}{reply_from}>"
+            f"<query xmlns='{NS_ROSTER}'>{items}</query></iq>"
         )
+
+    async def roster_set(self, el: ET.Element, owner: str) -> None:
+        """RFC 6121 §2.1.5, §2.3-§2.5: one item, added or updated (its subscription attribute
+        ignored) or removed (``subscription='remove'``; a subscription is cancelled both ways);
+        a result, and a push to every interested resource of ``owner``."""
+        server = self.server
+        items = el.findall(f"{{{NS_ROSTER}}}query/{{{NS_ROSTER}}}item")
+        if len(items) != 1 or not items[0].get("jid"):
+            await self.stanza_error(el, "bad-request", "modify")
+            return
+        contact = bare_jid(items[0].get("jid", ""))
+        roster = server.rosters.setdefault(owner, {})
+        if items[0].get("subscription") == "remove":
+            item = roster.get(contact)
+            if item is None or not item.listed:
+                await self.stanza_error(el, "item-not-found")
+                return
+            if item.to or item.ask:
+                await server.inbound_unsubscribe(
+                    self.subscription_stanza("unsubscribe", owner, contact), owner, contact
+                )
+            if item.from_:
+                await server.unavailable_to(owner, contact)
+                item.from_ = False
+                await server.inbound_unsubscribed(
+                    self.subscription_stanza("unsubscribed", owner, contact), owner, contact
+                )
+            del roster[contact]
+            await self.send(f"<iq type='result' id={quoteattr(el.get('id', ''))}/>")
+            await server.roster_push(
+                owner, contact, f"<item jid={quoteattr(contact)} subscription='remove'/>"
+            )
+            return
+        item = server.roster_item(owner, contact)
+        item.added, item.name = True, items[0].get("name")
+        item.groups = tuple((g.text or "") for g in items[0].findall(f"{{{NS_ROSTER}}}group"))
+        await self.send(f"<iq type='result' id={quoteattr(el.get('id', ''))}/>")
+        await server.roster_push(owner, contact)
+
+    @staticmethod
+    def subscription_stanza(presence_type: str, user: str, contact: str) -> ET.Element:
+        return ET.Element(f"{{{NS_CLIENT}}}presence", {"type": presence_type, "from": user, "to": contact})
+
+    async def roster_of_other_user(self, el: ET.Element, kind: str | None, owner: str) -> None:
+        """A roster request addressed to another user's bare JID: only the account itself may
+        read or change its roster, so <forbidden/> (RFC 6121 §2.1.5, §2.3.3)."""
+        if kind == "get" and self.cfg.has("roster-of-other-user"):
+            self.log(f"flaw roster-of-other-user: {owner}'s roster to {self.jid}")
+            await self.roster_get(el, owner)
+        elif kind == "set" and self.cfg.has("roster-set-by-other-user"):
+            self.log(f"flaw roster-set-by-other-user: {self.jid} changes {owner}'s roster")
+            await self.roster_set(el, owner)
+        elif kind in ("get", "set"):
+            await self.stanza_error(el, "forbidden", "auth")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1617,4 +1883,10 @@ class DoubleThread:
 
 
 # The services of every double (imported last: they build on the definitions above).
-from tests.doubles import xmpp_muc  # noqa: E402, F401
+from tests.doubles import (  # noqa: E402, F401
+    xmpp_adhoc,
+    xmpp_blocking,
+    xmpp_muc,
+    xmpp_personal,
+    xmpp_pubsub,
+)

@@ -420,16 +420,24 @@ def test_every_flaw_is_accounted_for() -> None:
 
 
 @pytest.mark.parametrize(
-    ("policy", "registration"), [("override", "closed"), ("rename", "open"), ("refuse", "closed")]
+    ("policy", "registration", "invalid_from"),
+    [
+        ("override", "closed", "override"),
+        ("rename", "open", "stream-error"),
+        ("refuse", "closed", "override"),
+    ],
 )
 def test_every_allowed_server_policy_passes(
-    policy: str, registration: str, pki: Pki, services: DoubleServices, tmp_path: Path
+    policy: str, registration: str, invalid_from: str, pki: Pki, services: DoubleServices, tmp_path: Path
 ) -> None:
     """Where the rule leaves the server a choice, every allowed choice passes: the three
-    resource-conflict behaviours of RFC 6120 §7.7.2.2, and open or closed registration."""
+    resource-conflict behaviours of RFC 6120 §7.7.2.2, open or closed registration, and a
+    spoofed 'from' overridden or answered with <invalid-from/> (RFC 6120 §8.1.2.1)."""
     for scenario_id, config in (
         ("auth.bind.resource-conflict", {"conflict_policy": policy}),
         ("auth.register.policy", {"registration": registration}),
+        ("authz.stanza.spoofed-from-rejected", {"invalid_from": invalid_from}),
+        ("authz.stanza.from-stamped", {"invalid_from": invalid_from}),
     ):
         workdir = tmp_path / scenario_id
         run = run_against(SCENARIOS[scenario_id], pki, services, (), workdir, **config)

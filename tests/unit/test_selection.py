@@ -138,9 +138,11 @@ def test_role_knobs_resolve_the_other_role_and_missing_knobs_are_unsupported(tmp
         "receiver": {"s2s_block": "jabberd2.example,jabberd2.test"},
     }
     with pytest.raises(
-        Unsupported, match="jabberd2 has no knob no_such_knob .the scenario needs it on origin"
+        Unsupported, match="jabberd2 has no knob no_such_knob .the scenario needs it on origin, for XEP-0045"
     ):
-        topology.role_knobs({"origin": {"knobs": {"no_such_knob": "x"}}, "receiver": {}}, names)
+        topology.role_knobs(
+            {"origin": {"knobs": {"no_such_knob": "x"}}, "receiver": {}}, names, "XEP-0045 §7.2"
+        )
     with pytest.raises(
         Unsupported, match="prosody-2 cannot set knob s2s_auth=bogus .* its values: certificate,"
     ):
