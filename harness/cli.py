@@ -56,6 +56,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             state = f"installed {version}" if is_installed(spec) else "not installed"
             knobs = ", ".join(f"{k}={v.default}" for k, v in sorted(spec.knobs.items()))
             print(f"{name:12} {state:28} knobs: {knobs}")
+            if spec.admin:
+                print(f"{'':41} admin operations: {', '.join(sorted(spec.admin))}")
     return 0
 
 
