@@ -10,10 +10,8 @@ from xml.sax.saxutils import quoteattr
 from tests.doubles.xmpp_server import (
     FLAWS,
     NS_CLIENT,
-    NS_STANZAS,
     DoubleService,
     XmppDouble,
-    _client_xml,
     _Connection,
     _local,
     bare_jid,
@@ -133,7 +131,7 @@ class BlockingService(DoubleService):
             if self.cfg.has("blocker-outbound-no-condition")
             else f"<blocked xmlns='{NS_BLOCKING_ERRORS}'/>"
         )
-        await error_reply(conn, el, "not-acceptable", "cancel", extra)
+        await conn.stanza_error(el, "not-acceptable", "cancel", extra)
         return True
 
     async def inbound(
@@ -227,19 +225,3 @@ class BlockingService(DoubleService):
                         presence = ET.Element(f"{{{NS_CLIENT}}}presence", {"type": "unavailable"})
                     presence.set("from", session.jid)
                     await self.server.deliver_presence(presence, to)
-
-
-async def error_reply(conn: _Connection, el: ET.Element, condition: str, error_type: str, extra: str) -> None:
-    """``el`` back to its sender as an error with ``condition`` and an application-specific
-    condition (``extra``), with the original payload (RFC 6120 §8.3.1)."""
-    kind = _local(el.tag)
-    attrs = {"type": "error", "from": el.get("to", ""), "to": conn.jid or ""}
-    if el.get("id") is not None:
-        attrs["id"] = el.get("id", "")
-    head = " ".join(f"{name}={quoteattr(value)}" for name, value in attrs.items())
-    payload = "".join(_client_xml(child) for child in el)
-    conn.log(f"<{kind}> to {el.get('to')}: {condition}")
-    await conn.send(
-        f"<{kind} {head}>{payload}<error type='{error_type}'><{condition} xmlns='{NS_STANZAS}'/>{extra}"
-        f"</error></{kind}>"
-    )

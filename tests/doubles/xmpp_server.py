@@ -1530,9 +1530,11 @@ class _Connection:
         else:
             await self.on_presence(el)
 
-    async def stanza_error(self, el: ET.Element, condition: str, error_type: str = "cancel") -> None:
+    async def stanza_error(
+        self, el: ET.Element, condition: str, error_type: str = "cancel", extra: str = ""
+    ) -> None:
         """Return ``el`` to this session as an error from the address it was sent to, with the
-        original payload (RFC 6120 §8.3.1)."""
+        original payload (RFC 6120 §8.3.1); ``extra``: an application-specific condition."""
         kind = _local(el.tag)
         attrs = {"type": "error", "from": el.get("to") or self.cfg.domain, "to": self.jid or ""}
         if el.get("id") is not None:
@@ -1541,7 +1543,7 @@ class _Connection:
         payload = "".join(_client_xml(child) for child in el)
         self.log(f"<{kind}> to {el.get('to')}: {condition}")
         await self.send(
-            f"<{kind} {head}>{payload}<error type='{error_type}'><{condition} xmlns='{NS_STANZAS}'/>"
+            f"<{kind} {head}>{payload}<error type='{error_type}'><{condition} xmlns='{NS_STANZAS}'/>{extra}"
             f"</error></{kind}>"
         )
 
