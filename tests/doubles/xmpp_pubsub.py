@@ -287,15 +287,22 @@ class PepService(DoubleService):
         targets = self.server.sessions_for(to) if "/" in to else self.server.available(to)
         await self.server.deliver(message, targets)
 
-    async def retrieve(self, conn: _Connection, el: ET.Element, items: ET.Element, owner: str) -> None:
-        node_id = items.get("node", "")
+    async def accessible(self, conn: _Connection, el: ET.Element, owner: str, node_id: str) -> _Node | None:
+        """The node, when it exists and its access model lets the requester in; otherwise the
+        requester gets the error and None comes back."""
         node = self.nodes.get(owner, {}).get(node_id)
-        if node is None:
-            await self.error(conn, el, owner, "cancel", "item-not-found")
-            return
-        refusal = self.access_error(owner, node, conn.bare)
+        refusal = (
+            ("cancel", "item-not-found", "") if node is None else self.access_error(owner, node, conn.bare)
+        )
         if refusal is not None:
             await self.error(conn, el, owner, *refusal)
+            return None
+        return node
+
+    async def retrieve(self, conn: _Connection, el: ET.Element, items: ET.Element, owner: str) -> None:
+        node_id = items.get("node", "")
+        node = await self.accessible(conn, el, owner, node_id)
+        if node is None:
             return
         listed = "".join(_client_xml(item) for item in node.items.values())
         await self.result(
@@ -310,13 +317,8 @@ class PepService(DoubleService):
         if bare_jid(jid) != conn.bare:  # XEP-0060 §6.1.3.1
             await self.error(conn, el, owner, "modify", "bad-request", "invalid-jid")
             return
-        node = self.nodes.get(owner, {}).get(node_id)
+        node = await self.accessible(conn, el, owner, node_id)
         if node is None:
-            await self.error(conn, el, owner, "cancel", "item-not-found")
-            return
-        refusal = self.access_error(owner, node, conn.bare)
-        if refusal is not None:
-            await self.error(conn, el, owner, *refusal)
             return
         if jid not in node.subscribers:
             node.subscribers.append(jid)
