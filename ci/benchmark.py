@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections import defaultdict
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from harness.interrupts import run_to_the_end
 from harness.results import ItemResult, read_results
 
 ABSENCE_ACTION = "expect-nothing"
@@ -87,7 +87,9 @@ def report(results: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--results", type=Path, help="results.json of a finished run (no new run)")
     parser.add_argument("interop_args", nargs="*", help="after --: extra `interop run` arguments")
     args = parser.parse_args(argv)
@@ -95,7 +97,7 @@ def main(argv: list[str]) -> int:
         out = Path(tempfile.mkdtemp(prefix="benchmark-"))
         command = ["interop", "run", "--category", "authorization", "--out", str(out), *args.interop_args]
         print("$ " + " ".join(command), flush=True)
-        finished = subprocess.run(command, check=False)
+        finished = run_to_the_end(command)  # Ctrl-C: interop stops its servers first
         if not (out / "results.json").exists():
             print(f"the run wrote no results (exit {finished.returncode})", file=sys.stderr)
             return 1

@@ -9,6 +9,7 @@ a signal arriving inside is delivered when the block ends.
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,3 +51,24 @@ def shielded() -> Iterator[None]:
                 _pending = None
         if signum is not None:
             raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def run_to_the_end(
+    argv: list[str], timeout: float | None = None, grace: float = 120.0, **popen: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run a child that stops cleanly on Ctrl-C itself (``interop run``: it stops the servers it
+    started). ``subprocess.run`` would SIGKILL it on an interrupt or a timeout, leaving its servers
+    behind; here the child gets SIGINT (again, if the terminal already sent it one) and ``grace``
+    seconds to finish stopping before it is killed, then the interrupt or timeout goes on."""
+    with subprocess.Popen(argv, text=True, **popen) as child:
+        try:
+            stdout, stderr = child.communicate(timeout=timeout)
+        except BaseException:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.communicate(timeout=grace)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            raise
+    return subprocess.CompletedProcess(argv, child.returncode, stdout, stderr)

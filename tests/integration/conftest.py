@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.interrupts import run_to_the_end
 from harness.results import RunRecord, read_results
 from harness.scenario.loader import load_all, scenario_files
 from harness.scenario.model import Scenario
@@ -38,13 +39,13 @@ class InteropRun:
 def interop(args: list[str], out: Path, work: Path, timeout: float = 1800) -> InteropRun:
     """Run ``interop run`` in a child process with its own run and work directories."""
     env = dict(os.environ, INTEROP_WORKDIR=str(work))
-    proc = subprocess.run(
+    proc = run_to_the_end(
         [sys.executable, "-m", "harness.cli", "run", "--out", str(out), *args],
+        timeout,
         cwd=ROOT,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     results = out / "results.json"
     return InteropRun(
