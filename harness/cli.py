@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from harness.merge import merge_files
 from harness.plugin import PROJECT_ROOT, new_run_id
 from harness.report import write_reports
 from harness.report.matrix import render_matrix
-from harness.results import ResultsError, exit_code, read_results
+from harness.results import ResultsError, exit_code, read_results, write_results
 from harness.scenario.loader import load_all, scenario_files
+from harness.shard import Shard, ShardError
 from harness.targets.local import is_installed, package_version
 from harness.targets.spec import CatalogueError, catalogue
 from harness.topology import Selection, Topology
@@ -74,6 +76,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    """One run from several results.json files; exits like a run with those items."""
+    out = args.out.resolve()
+    command = ["interop", "merge", *map(str, args.results), "--out", str(out)]
+    try:
+        run = merge_files(args.results, out, f"merged-{new_run_id()}", command)
+    except (OSError, ResultsError) as exc:
+        print(f"interop merge: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    write_results(run, out / "results.json")
+    write_reports(run, out)
+    code = exit_code(run)
+    print(f"interop: merged {len(args.results)} runs, {len(run.items)} items; reports in {out}; exit {code}")
+    return code
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     scenarios = _load_or_report(scenario_files(SCENARIOS))
     if scenarios is None:
@@ -90,7 +108,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             CATALOGUE,
             Path("/nonexistent"),
         )
-    except CatalogueError as exc:
+        if args.shard:
+            Shard.parse(args.shard)
+    except (CatalogueError, ShardError) as exc:
         print(f"interop: {exc}", file=sys.stderr)
         return USAGE_ERROR
     pytest_args = [
@@ -110,6 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ("--knob", args.knob),
         ("--target-file", args.target_file),
         ("--variant", [args.variant] if args.variant else []),
+        ("--shard", [args.shard] if args.shard else []),
     ):
         for value in values:
             pytest_args += [option, str(value)]
@@ -171,7 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder of <product>.yaml known-failure files (default fixtures/baselines)",
     )
+    run.add_argument("--shard", default=None, help="i/N: run the i-th of N deterministic shares of the items")
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments (e.g. -x, -k)")
+    mrg = sub.add_parser(
+        "merge", help="merge results.json files (shards, CI jobs) into one run and its reports"
+    )
+    mrg.add_argument("results", nargs="+", type=Path)
+    mrg.add_argument("--out", type=Path, required=True, help="directory of the merged run")
+    mrg.set_defaults(func=cmd_merge)
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="list scenarios and targets")
     lst.add_argument("what", nargs="?", choices=["scenarios", "targets", "all"], default="all")

@@ -27,6 +27,7 @@ from harness.report import write_reports
 from harness.results import ItemResult, RunRecord, TargetRecord, utc_timestamp, write_results
 from harness.scenario.loader import ScenarioError, load_scenario
 from harness.scenario.model import Scenario
+from harness.shard import Shard, ShardError
 from harness.targets.running import RunningTarget
 from harness.topology import Selection, Topology
 from harness.verdict import Outcome, StepOutcome, Verdict
@@ -48,6 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--target-file", action="append", default=[], type=Path, help="an external target")
     group.addoption("--out", type=Path, default=None, help="run directory (default reports/<run-id>)")
     group.addoption("--run-id", default=None, help="the run's id (default: UTC time and a random suffix)")
+    group.addoption("--shard", default=None, help="i/N: run the i-th of N deterministic shares of the items")
     group.addoption("--catalogue", type=Path, default=PROJECT_ROOT / "fixtures" / "targets")
     group.addoption("--baselines", type=Path, default=PROJECT_ROOT / "fixtures" / "baselines")
 
@@ -75,6 +77,7 @@ class RunState:
         self.baselines = Baselines.load(opt.baselines)
         self.categories = set(opt.category)
         self.patterns = list(opt.scenario)
+        self.shard: str | None = opt.shard
         self.started_at = utc_timestamp()
         self.results: list[ItemResult] = []
         self.command = list(sys.argv)
@@ -147,6 +150,7 @@ class RunState:
                 "scenarios": self.patterns,
                 "knobs": {t: k for t, k in self.topology.knobs.items() if k},
                 "variant": self.selection.variant or "default",
+                **({"shard": self.shard} if self.shard else {}),
             },
             targets=list(seen.values()),
             items=self.results,
@@ -212,9 +216,20 @@ def needs_reset(scenario: Scenario) -> bool:
     return scenario.is_pair or any(kinds[a.kind].plays_server for a in scenario.actors.values())
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Items whose roles need knob values run last, so that targets restart with other knobs
-    as rarely as possible (the order is otherwise the files' order)."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Only this shard's items (``--shard i/N``); items whose roles need knob values run last, so
+    that targets restart with other knobs as rarely as possible (the order is otherwise the
+    files' order)."""
+    shard = config.getoption("--shard")
+    if shard:
+        try:
+            keep = Shard.parse(shard).keeps([i.name for i in items if isinstance(i, ScenarioItem)])
+        except ShardError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        dropped = [i for i in items if isinstance(i, ScenarioItem) and i.name not in keep]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [i for i in items if i not in dropped]
 
     def needs_knobs(item: pytest.Item) -> bool:
         return isinstance(item, ScenarioItem) and any(r.get("knobs") for r in item.scenario.roles.values())

@@ -54,7 +54,7 @@ from harness.results import read_results
 from harness.scenario.loader import load_all, scenario_files
 from harness.scenario.model import Scenario, Step
 from harness.verdict import Outcome
-from tests.doubles.target import DOMAIN, DoubleServices, running_double
+from tests.doubles.target import DOMAIN, DoubleServices, DoubleTarget, running_double
 from tests.doubles.xmpp_server import FLAWS, Pki, pki_from_ca
 from tests.proofs.proof import Proof
 
@@ -447,53 +447,65 @@ def test_every_allowed_server_policy_passes(
 # -- the command line, through the external driver -----------------------------------------------
 
 
+def interop_on_double(
+    target: DoubleTarget, pki: Pki, name: str, workdir: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``interop run --target-file`` against a running double (as the external target ``name``
+    with the accounts alice and bob) with ``args``, in ``workdir``; the completed process and
+    the run directory."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    target_file = workdir / f"{name}.target.yaml"
+    target_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": f"double-{name}",
+                "product": "xmpp-double",
+                "version": "test",
+                "domain": target.domain,
+                "host": target.address,
+                "ports": dict(target.ports),
+                "ca_file": str(pki.ca_file),
+                "accounts": [
+                    {"user": "alice", "password": "alice-Secret-1"},
+                    {"user": "bob", "password": "bob-Secret-2"},
+                ],
+            }
+        )
+    )
+    out = workdir / f"run-{name}"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--target-file",
+            str(target_file),
+            "--out",
+            str(out),
+            *args,
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done, out
+
+
+DOUBLE_ACCOUNTS = {"alice": "alice-Secret-1", "bob": "bob-Secret-2"}
+
+
 def test_cli_exit_codes_against_the_double(pki: Pki, tmp_path: Path) -> None:
     """``interop run --target-file`` against the double: exit 0 and ``pass`` when it is
     correct, exit 1 and ``fail`` (a MUST) when it accepts any password."""
     for flaws, code, outcome in (((), 0, "pass"), (("accept-any-password",), 1, "fail")):
         name = "accept-any-password" if flaws else "correct"
         with running_double(
-            pki,
-            flaws,
-            accounts={"alice": "alice-Secret-1", "bob": "bob-Secret-2"},
-            log_file=tmp_path / f"{name}.double.log",
+            pki, flaws, accounts=dict(DOUBLE_ACCOUNTS), log_file=tmp_path / f"{name}.double.log"
         ) as target:
-            target_file = tmp_path / f"{name}.target.yaml"
-            target_file.write_text(
-                yaml.safe_dump(
-                    {
-                        "name": f"double-{name}",
-                        "product": "xmpp-double",
-                        "version": "test",
-                        "domain": target.domain,
-                        "host": target.address,
-                        "ports": dict(target.ports),
-                        "ca_file": str(pki.ca_file),
-                        "accounts": [
-                            {"user": "alice", "password": "alice-Secret-1"},
-                            {"user": "bob", "password": "bob-Secret-2"},
-                        ],
-                    }
-                )
-            )
-            out = tmp_path / f"run-{name}"
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "harness.cli",
-                    "run",
-                    "--target-file",
-                    str(target_file),
-                    "--scenario",
-                    "auth.sasl.wrong-password",
-                    "--out",
-                    str(out),
-                ],
-                cwd=PROJECT_ROOT,
-                capture_output=True,
-                text=True,
-                timeout=120,
+            done, out = interop_on_double(
+                target, pki, name, tmp_path, "--scenario", "auth.sasl.wrong-password"
             )
         transcript = f"exit {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
         assert done.returncode == code, transcript
@@ -501,3 +513,48 @@ def test_cli_exit_codes_against_the_double(pki: Pki, tmp_path: Path) -> None:
         verdicts = [(i.scenario_id, i.outcome) for i in run.items]
         assert verdicts == [("auth.sasl.wrong-password", outcome)], transcript
         assert [(t["name"], t["driver"]) for t in run.targets] == [(f"double-{name}", "external")], transcript
+
+
+def test_cli_shards_merge_into_the_unsharded_run(pki: Pki, tmp_path: Path) -> None:
+    """``--shard 1/2`` and ``--shard 2/2`` merged with ``interop merge`` are the unsharded run:
+    the same items with the same verdicts, and the shards shared nothing."""
+    selection = [arg for s in SHARD_SCENARIOS for arg in ("--scenario", s)]
+    with running_double(pki, (), accounts=dict(DOUBLE_ACCOUNTS)) as target:
+        runs = {
+            shard: interop_on_double(
+                target, pki, "double", tmp_path / f"shard{shard[0]}", *selection, "--shard", shard
+            )
+            for shard in ("1/2", "2/2")
+        }
+        whole, whole_out = interop_on_double(target, pki, "double", tmp_path / "whole", *selection)
+    for done, out in [*runs.values(), (whole, whole_out)]:
+        assert (out / "results.json").exists(), done.stdout[-2000:] + done.stderr[-2000:]
+    shards = [read_results(out / "results.json") for _, out in runs.values()]
+    assert all(len(run.items) >= 2 for run in shards), [len(r.items) for r in shards]
+    assert [r.selection["shard"] for r in shards] == ["1/2", "2/2"]
+    merged_out = tmp_path / "merged"
+    merge = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "merge", "--out", str(merged_out)]
+        + [str(out / "results.json") for _, out in runs.values()],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert merge.returncode == whole.returncode, merge.stdout + merge.stderr
+    merged = read_results(merged_out / "results.json")
+    verdicts = sorted((i.item_id, i.outcome) for i in merged.items)
+    assert verdicts == sorted((i.item_id, i.outcome) for i in read_results(whole_out / "results.json").items)
+    assert len(verdicts) == len(SHARD_SCENARIOS)
+    assert (merged_out / "matrix.md").exists() and (merged_out / "index.html").exists()
+    for one in merged.items:
+        assert all((merged_out / p).exists() for p in one.evidence.values()), one.item_id
+
+
+SHARD_SCENARIOS = (
+    "auth.sasl.wrong-password",
+    "auth.sasl.unknown-user",
+    "auth.sasl.plain-over-tls",
+    "auth.sasl.invalid-mechanism",
+    "auth.tls.starttls-offered",
+)
