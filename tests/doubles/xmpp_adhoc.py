@@ -65,9 +65,8 @@ class AdhocService(DoubleService):
             for node, name in COMMANDS.items()
             if self.is_admin(conn)
         )
-        await conn.send(
-            f"<iq type='result' id={quoteattr(el.get('id', ''))} from={quoteattr(domain)}>"
-            f"<query xmlns='{NS_DISCO_ITEMS}' node='{NS_COMMANDS}'>{items}</query></iq>"
+        await conn.iq_result(
+            el, f"<query xmlns='{NS_DISCO_ITEMS}' node='{NS_COMMANDS}'>{items}</query>", sender=domain
         )
 
     async def execute(self, conn: _Connection, el: ET.Element, command: ET.Element) -> None:
@@ -89,11 +88,12 @@ class AdhocService(DoubleService):
         online = sorted({full.split("/", 1)[0] for full in self.server.sessions})
         values = "".join(f"<value>{escape(jid)}</value>" for jid in online)
         conn.log(f"ad-hoc: {conn.bare} executes {node}")
-        await conn.send(
-            f"<iq type='result' id={quoteattr(el.get('id', ''))} from={quoteattr(self.cfg.domain)}>"
+        await conn.iq_result(
+            el,
             f"<command xmlns='{NS_COMMANDS}' node={quoteattr(node)} sessionid='{os.urandom(6).hex()}'"
             f" status='completed'><x xmlns='{NS_DATA}' type='result'>"
             f"<field type='hidden' var='FORM_TYPE'><value>{NS_ADMIN}</value></field>"
             f"<field type='jid-multi' var='onlineuserjids' label='The list of all online users'>{values}"
-            "</field></x></command></iq>"
+            "</field></x></command>",
+            sender=self.cfg.domain,
         )

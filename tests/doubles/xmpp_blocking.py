@@ -176,10 +176,7 @@ class BlockingService(DoubleService):
         if name == "blocklist" and stanza_type == "get":
             self.requested.add(conn)
             items = "".join(f"<item jid={quoteattr(jid)}/>" for jid in blocked)
-            await conn.send(
-                f"<iq type='result' id={quoteattr(el.get('id', ''))}>"
-                f"<blocklist xmlns='{NS_BLOCKING}'>{items}</blocklist></iq>"
-            )
+            await conn.iq_result(el, f"<blocklist xmlns='{NS_BLOCKING}'>{items}</blocklist>")
             return
         if name not in ("block", "unblock") or stanza_type != "set":
             await conn.stanza_error(el, "bad-request", "modify")
@@ -196,7 +193,7 @@ class BlockingService(DoubleService):
             changed = [jid for jid in blocked if jid in jids] if jids else list(blocked)
             self.lists[user] = [jid for jid in blocked if jid not in changed]
         conn.log(f"blocking: {user} {name}s {', '.join(changed) or '(nothing new)'}")
-        await conn.send(f"<iq type='result' id={quoteattr(el.get('id', ''))}/>")
+        await conn.iq_result(el)
         await self.presence_after(user, changed, available=name == "unblock")
         if self.cfg.has("block-no-push"):
             conn.log("flaw block-no-push: no push")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy as copy_module
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 from tests.doubles.xmpp_server import (
     FLAWS,
@@ -310,9 +310,9 @@ class MucService(DoubleService):
         if room is None:
             await conn.stanza_error(el, "item-not-found")
         elif query is not None and query.tag == f"{{{NS_PING}}}ping" and el.get("type") == "get":
-            await self.result(conn, el)
+            await conn.iq_result(el)
         elif query is not None and query.tag == f"{{{NS_DISCO_INFO}}}query" and el.get("type") == "get":
-            await self.result(conn, el, self.room_info(room))
+            await conn.iq_result(el, self.room_info(room))
         elif query is not None and query.tag == f"{{{NS_MUC_OWNER}}}query":
             await self.owner_query(conn, el, query, room)
         elif query is not None and query.tag == f"{{{NS_MUC_ADMIN}}}query" and el.get("type") == "set":
@@ -320,12 +320,6 @@ class MucService(DoubleService):
         else:
             conn.log(f"MUC: iq {el.get('type')} {query.tag if query is not None else ''} not modelled")
             await conn.stanza_error(el, "service-unavailable")
-
-    async def result(self, conn: _Connection, el: ET.Element, payload: str = "") -> None:
-        await conn.send(
-            f"<iq type='result' id={quoteattr(el.get('id', ''))} from={quoteattr(el.get('to', ''))}"
-            f" to={quoteattr(conn.jid or '')}>{payload}</iq>"
-        )
 
     async def owner_query(self, conn: _Connection, el: ET.Element, query: ET.Element, room: _Room) -> None:
         """§10.1.2, §10.2: the configuration form (get) and its submission (set), owners only."""
@@ -335,7 +329,7 @@ class MucService(DoubleService):
                 return
             conn.log(f"flaw muc-anyone-configures: {conn.bare} configures the room")
         if el.get("type") == "get":
-            await self.result(conn, el, self.form(room))
+            await conn.iq_result(el, self.form(room))
             return
         form = query.find(f"{{{NS_DATA}}}x")
         if form is None or form.get("type") not in ("submit", "cancel"):
@@ -361,7 +355,7 @@ class MucService(DoubleService):
                 f"MUC: {el.get('to')} configured: members_only={room.members_only} "
                 f"moderated={room.moderated} password={'yes' if room.password else 'no'}"
             )
-        await self.result(conn, el)
+        await conn.iq_result(el)
 
     @staticmethod
     def room_info(room: _Room) -> str:
@@ -433,13 +427,13 @@ class MucService(DoubleService):
         conn.log(f"MUC: {room_jid}/{nick} gets role {role}")
         if role != "none":  # voice granted or revoked (§8.3, §8.4): updated presence to all
             target.role = role
-            await self.result(conn, el)
+            await conn.iq_result(el)
             await self.broadcast(room_jid, room, nick, ())
             return
         # kicked (§8.2): the occupant first, then the moderator is told, then the others
         target.presence, target.role = self.stored(None, "unavailable"), "none"
         await self.broadcast(room_jid, room, nick, ("307",), [target.conn])
-        await self.result(conn, el)
+        await conn.iq_result(el)
         others = [o.conn for other, o in room.occupants.items() if other != nick]
         await self.broadcast(room_jid, room, nick, ("307",), others)
         self.remove(room_jid, room, nick)
@@ -471,7 +465,7 @@ class MucService(DoubleService):
         else:
             room.affiliations[jid] = affiliation
         conn.log(f"MUC: {jid} is {affiliation} in {room_jid}")
-        await self.result(conn, el)
+        await conn.iq_result(el)
         for nick, occupant in list(room.occupants.items()):
             if occupant.conn.jid is None or bare_jid(occupant.conn.jid) != jid:
                 continue

@@ -122,15 +122,6 @@ class PersonalDataService(DoubleService):
             return [], [NS_PRIVATE, NS_VCARD]
         return [], ([NS_MAM, f"{NS_MAM}#extended"] if to == requester.bare else [])
 
-    # -- replies -----------------------------------------------------------------------------------
-
-    @staticmethod
-    async def result(conn: _Connection, el: ET.Element, payload: str = "") -> None:
-        attrs = f"type='result' id={quoteattr(el.get('id', ''))} to={quoteattr(conn.jid or '')}"
-        if el.get("to"):
-            attrs += f" from={quoteattr(el.get('to', ''))}"
-        await conn.send(f"<iq {attrs}>{payload}</iq>" if payload else f"<iq {attrs}/>")
-
     # -- message archives (XEP-0313) --------------------------------------------------------------
 
     def archive(self, conn: _Connection, el: ET.Element) -> None:
@@ -155,7 +146,7 @@ class PersonalDataService(DoubleService):
                 return True
             default = child.get("default", "always")
             prefs = f"<prefs xmlns='{NS_MAM}' default={quoteattr(default)}><always/><never/></prefs>"
-            await self.result(conn, el, prefs)
+            await conn.iq_result(el, prefs)
             return True
         if name != "query" or el.get("type") != "set":
             return False
@@ -178,7 +169,7 @@ class PersonalDataService(DoubleService):
             if archived
             else f"<set xmlns='{NS_RSM}'><count>0</count></set>"
         )
-        await self.result(conn, el, f"<fin xmlns='{NS_MAM}' complete='true'>{rsm}</fin>")
+        await conn.iq_result(el, f"<fin xmlns='{NS_MAM}' complete='true'>{rsm}</fin>")
         return True
 
     async def send_results(self, conn: _Connection, query: ET.Element, archive_jid: str) -> list[_Archived]:
@@ -217,13 +208,13 @@ class PersonalDataService(DoubleService):
         if is_set:
             for fragment in fragments:
                 storage[fragment.tag] = copy_module.deepcopy(fragment)
-            await self.result(conn, el)
+            await conn.iq_result(el)
             return True
         stored = storage.get(fragments[0].tag)
         fragment = ET.tostring(
             stored if stored is not None else ET.Element(fragments[0].tag), encoding="unicode"
         )
-        await self.result(conn, el, f"<query xmlns='{NS_PRIVATE}'>{fragment}</query>")
+        await conn.iq_result(el, f"<query xmlns='{NS_PRIVATE}'>{fragment}</query>")
         return True
 
     # -- vCards (XEP-0054) ------------------------------------------------------------------------
@@ -242,7 +233,7 @@ class PersonalDataService(DoubleService):
                     return True
                 conn.log(f"flaw vcard-anyone-sets: {conn.jid} replaces {owner}'s vCard")
             self.user(owner).vcard = copy_module.deepcopy(vcard)
-            await self.result(conn, el)
+            await conn.iq_result(el)
             return True
         stored = self.user(owner).vcard
         if stored is None and not own:
@@ -251,7 +242,7 @@ class PersonalDataService(DoubleService):
         text = (
             ET.tostring(stored, encoding="unicode") if stored is not None else f"<vCard xmlns='{NS_VCARD}'/>"
         )
-        await self.result(conn, el, text)
+        await conn.iq_result(el, text)
         return True
 
 

@@ -128,11 +128,6 @@ class PepService(DoubleService):
     # -- replies -----------------------------------------------------------------------------------
 
     @staticmethod
-    async def result(conn: _Connection, el: ET.Element, owner: str, payload: str = "") -> None:
-        attrs = f"type='result' id={quoteattr(el.get('id', ''))} from={quoteattr(owner)} to={quoteattr(conn.jid or '')}"
-        await conn.send(f"<iq {attrs}>{payload}</iq>" if payload else f"<iq {attrs}/>")
-
-    @staticmethod
     async def error(
         conn: _Connection,
         el: ET.Element,
@@ -235,12 +230,11 @@ class PepService(DoubleService):
             return
         node.items.pop(item_id, None)
         node.items[item_id] = item
-        await self.result(
-            conn,
+        await conn.iq_result(
             el,
-            owner,
             f"<pubsub xmlns='{NS_PUBSUB}'><publish node={quoteattr(node_id)}><item id={quoteattr(item_id)}/>"
             "</publish></pubsub>",
+            sender=owner,
         )
         await self.notify(owner, node_id, node, item)
 
@@ -305,11 +299,10 @@ class PepService(DoubleService):
         if node is None:
             return
         listed = "".join(_client_xml(item) for item in node.items.values())
-        await self.result(
-            conn,
+        await conn.iq_result(
             el,
-            owner,
             f"<pubsub xmlns='{NS_PUBSUB}'><items node={quoteattr(node_id)}>{listed}</items></pubsub>",
+            sender=owner,
         )
 
     async def subscribe(self, conn: _Connection, el: ET.Element, subscribe: ET.Element, owner: str) -> None:
@@ -323,12 +316,11 @@ class PepService(DoubleService):
         if jid not in node.subscribers:
             node.subscribers.append(jid)
         conn.log(f"PEP: {jid} subscribed to {owner} node {node_id}")
-        await self.result(
-            conn,
+        await conn.iq_result(
             el,
-            owner,
             f"<pubsub xmlns='{NS_PUBSUB}'><subscription node={quoteattr(node_id)} jid={quoteattr(jid)}"
             " subscription='subscribed'/></pubsub>",
+            sender=owner,
         )
         if node.items:  # XEP-0163 §4.3.4: the last published item to the new subscriber
             await self.send_event(owner, node_id, list(node.items.values())[-1], jid)

@@ -1530,6 +1530,16 @@ class _Connection:
         else:
             await self.on_presence(el)
 
+    async def iq_result(self, el: ET.Element, payload: str = "", sender: str | None = None) -> None:
+        """Answer the IQ request ``el`` of this session with a result carrying ``payload``, from
+        ``sender`` (default: the address the request went to, if any)."""
+        attrs = {"type": "result", "id": el.get("id", ""), "to": self.jid or ""}
+        origin = sender or el.get("to")
+        if origin:
+            attrs["from"] = origin
+        head = " ".join(f"{name}={quoteattr(value)}" for name, value in attrs.items())
+        await self.send(f"<iq {head}>{payload}</iq>")
+
     async def stanza_error(
         self, el: ET.Element, condition: str, error_type: str = "cancel", extra: str = ""
     ) -> None:
@@ -1702,7 +1712,7 @@ class _Connection:
             return
         if el.find(f"{{{NS_PING}}}ping") is not None and to in ("", cfg.domain):
             if cfg.answer_ping:
-                await self.send(f"<iq type='result' id={iq_id} from='{cfg.domain}'/>")
+                await self.iq_result(el, sender=cfg.domain)
             return
         disco = el.find(f"{{{NS_DISCO_INFO}}}query")
         target = to or self.bare
@@ -1744,10 +1754,8 @@ class _Connection:
             identities += added_identities
             features += added_features
         listed = "".join(f"<feature var={quoteattr(var)}/>" for var in dict.fromkeys(features))
-        await self.send(
-            f"<iq type='result' id={quoteattr(el.get('id', ''))} from={quoteattr(target)}"
-            f" to={quoteattr(self.jid or '')}><query xmlns='{NS_DISCO_INFO}'>{''.join(identities)}{listed}"
-            "</query></iq>"
+        await self.iq_result(
+            el, f"<query xmlns='{NS_DISCO_INFO}'>{''.join(identities)}{listed}</query>", sender=target
         )
 
     async def iq_to_full_jid(self, el: ET.Element, to: str) -> None:
@@ -1779,11 +1787,7 @@ class _Connection:
             self.interested = True
         roster = self.server.rosters.get(owner or self.bare, {})
         items = "".join(item.xml(contact) for contact, item in sorted(roster.items()) if item.listed)
-        reply_from = f" from={quoteattr(owner)}" if owner else ""
-        await self.send(
-            f"<iq type='result' id={quoteattr(el.get('id', ''))}{reply_from}>"
-            f"<query xmlns='{NS_ROSTER}'>{items}</query></iq>"
-        )
+        await self.iq_result(el, f"<query xmlns='{NS_ROSTER}'>{items}</query>", sender=owner)
 
     async def roster_set(self, el: ET.Element, owner: str) -> None:
         """RFC 6121 §2.1.5, §2.3-§2.5: one item, added or updated (its subscription attribute
@@ -1812,7 +1816,7 @@ class _Connection:
                     self.subscription_stanza("unsubscribed", owner, contact), owner, contact
                 )
             del roster[contact]
-            await self.send(f"<iq type='result' id={quoteattr(el.get('id', ''))}/>")
+            await self.iq_result(el)
             await server.roster_push(
                 owner, contact, f"<item jid={quoteattr(contact)} subscription='remove'/>"
             )
@@ -1820,7 +1824,7 @@ class _Connection:
         item = server.roster_item(owner, contact)
         item.added, item.name = True, items[0].get("name")
         item.groups = tuple((g.text or "") for g in items[0].findall(f"{{{NS_ROSTER}}}group"))
-        await self.send(f"<iq type='result' id={quoteattr(el.get('id', ''))}/>")
+        await self.iq_result(el)
         await server.roster_push(owner, contact)
 
     @staticmethod
