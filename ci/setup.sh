@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything the harness needs on Debian bookworm (run as root): the servers and tools
-# from Debian's packages, and the harness with its Python dependencies in .venv/.
-# Installing a server package does not start it; the harness runs its own instances.
+# from Debian's packages, a docker engine for the docker driver, and the harness with its Python
+# dependencies in .venv/. Installing a server package does not start it; the harness runs its own
+# instances. INTEROP_NO_DOCKER=1 skips the engine (the local driver does not need it).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 packages=(prosody prosody-modules lua-unbound ejabberd jabberd2 sqlite3 util-linux libpcap0.8)
+if [ -z "${INTEROP_NO_DOCKER:-}" ]; then
+  packages+=(docker.io debootstrap)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
@@ -14,6 +18,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [ -z "${INTEROP_NO_DOCKER:-}" ]; then
+  "$here/ci/docker-engine.sh"
 fi
 python=${PYTHON:-python3}
 if [ ! -x "$here/.venv/bin/python" ]; then

@@ -14,19 +14,22 @@ from pathlib import Path
 import pytest
 
 from harness.merge import merge_files
-from harness.plugin import PROJECT_ROOT, new_run_id
+from harness.plugin import CATALOGUE, PROJECT_ROOT, new_run_id
 from harness.report import write_reports
 from harness.report.matrix import render_matrix
 from harness.results import ResultsError, exit_code, read_results, write_results
 from harness.scenario.loader import load_all, scenario_files
 from harness.shard import Shard, ShardError
+from harness.standing import STATE_FILE, bring_down, bring_up, describe, wait_for_the_end
+from harness.targets.docker import clean_leftovers, connect
 from harness.targets.local import is_installed, package_version
-from harness.targets.spec import CatalogueError, catalogue
+from harness.targets.spec import CatalogueError, TargetSpec, catalogue
 from harness.topology import Selection, Topology
+from harness.verdict import HarnessError, TargetError
 
 USAGE_ERROR = 2
+DEFAULT_STATE = Path(".interop/topology")  # `interop targets up`'s folder, relative to where it runs
 SCENARIOS = PROJECT_ROOT / "scenarios"
-CATALOGUE = PROJECT_ROOT / "fixtures" / "targets"
 
 
 def _load_or_report(paths: list[Path]) -> list | None:
@@ -53,14 +56,40 @@ def cmd_list(args: argparse.Namespace) -> int:
         for s in sorted(scenarios, key=lambda s: s.id):
             print(f"{s.id:45} {s.level:6} {s.category:15} {s.spec_ref}")
     if args.what in ("targets", "all"):
-        for name, spec in catalogue(CATALOGUE).items():
-            version = package_version(spec.package) if spec.package else None
-            state = f"installed {version}" if is_installed(spec) else "not installed"
-            knobs = ", ".join(f"{k}={v.default}" for k, v in sorted(spec.knobs.items()))
-            print(f"{name:12} {state:28} knobs: {knobs}")
-            if spec.admin:
-                print(f"{'':41} admin operations: {', '.join(sorted(spec.admin))}")
+        try:
+            products = catalogue(CATALOGUE)
+            for extra in args.catalogue:
+                products |= catalogue(extra)
+        except CatalogueError as exc:
+            print(f"interop: {exc}", file=sys.stderr)
+            return USAGE_ERROR
+        for name, spec in products.items():
+            print(f"{name:18} {spec.title}")
+            for line in _target_lines(spec):
+                print(f"{'':18} {line}")
     return 0
+
+
+def _target_lines(spec: TargetSpec) -> list[str]:
+    """How a catalogue entry runs with each driver, and whether a run here verified it."""
+    lines = []
+    if spec.package:
+        version = package_version(spec.package)
+        state = f"installed {version}" if is_installed(spec) else "not installed"
+        lines.append(f"local:  package {spec.package} ({state})")
+    if spec.docker:
+        how = (
+            "built from " + spec.docker["build"]
+            if "build" in spec.docker
+            else ("pulled" if spec.docker.get("pull") else "must be in the engine")
+        )
+        lines.append(f"docker: image {spec.docker['image']} ({how})")
+    verified = ", ".join(sorted(spec.verified))
+    lines.append(f"verified here with: {verified}" if verified else "NOT VERIFIED HERE (no run here yet)")
+    lines.append("knobs: " + ", ".join(f"{k}={v.default}" for k, v in sorted(spec.knobs.items())))
+    if spec.admin:
+        lines.append(f"admin operations: {', '.join(sorted(spec.admin))}")
+    return lines
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -92,22 +121,69 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return code
 
 
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection(
+        targets=[t for t in args.targets.split(",") if t],
+        driver=args.driver,
+        docker_network=args.docker_network,
+        catalogues=[p.resolve() for p in args.catalogue],
+        knobs=args.knob,
+        target_files=getattr(args, "target_file", []),
+        variant=args.variant,
+    )
+
+
+def cmd_targets_up(args: argparse.Namespace) -> int:
+    """Start the selected targets for people's own clients; end them on Ctrl-C or ``down``."""
+    state = args.state.resolve()
+    try:
+        topology = Topology(_selection(args), CATALOGUE, state)
+    except CatalogueError as exc:
+        print(f"interop: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    try:
+        info = bring_up(topology, [a for a in args.accounts.split(",") if a], state)
+        print(describe(info), flush=True)
+        print(f"\nup; end it with Ctrl-C or: interop targets down --state {state}", flush=True)
+        wait_for_the_end()
+    except KeyboardInterrupt:
+        print("interop: ending the topology", file=sys.stderr)
+    except HarnessError as exc:
+        print(f"interop: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        topology.close()
+        (state / STATE_FILE).unlink(missing_ok=True)
+    return 0
+
+
+def cmd_targets_down(args: argparse.Namespace) -> int:
+    try:
+        pid = bring_down(args.state.resolve())
+    except HarnessError as exc:
+        print(f"interop: {exc}", file=sys.stderr)
+        return 1
+    print(f"interop: the topology of pid {pid} is down")
+    return 0
+
+
+def cmd_targets_clean(args: argparse.Namespace) -> int:
+    """Remove what crashed runs left in the docker engine (labelled with their run)."""
+    try:
+        removed = clean_leftovers(connect(), everything=args.all)
+    except TargetError as exc:
+        print(f"interop: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(removed) if removed else "interop: nothing to clean")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     scenarios = _load_or_report(scenario_files(SCENARIOS))
     if scenarios is None:
         return USAGE_ERROR
     try:  # configuration errors are usage errors: report them before any server starts
-        Topology(
-            Selection(
-                targets=[t for t in args.targets.split(",") if t],
-                driver=args.driver,
-                knobs=args.knob,
-                target_files=args.target_file,
-                variant=args.variant,
-            ),
-            CATALOGUE,
-            Path("/nonexistent"),
-        )
+        Topology(_selection(args), CATALOGUE, Path("/nonexistent"))
         if args.shard:
             Shard.parse(args.shard)
     except (CatalogueError, ShardError) as exc:
@@ -123,12 +199,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.targets,
         "--driver",
         args.driver,
+        "--docker-network",
+        args.docker_network,
     ]
     for option, values in (
         ("--category", args.category),
         ("--scenario", args.scenario),
         ("--knob", args.knob),
         ("--target-file", args.target_file),
+        ("--catalogue", [p.resolve() for p in args.catalogue]),
         ("--variant", [args.variant] if args.variant else []),
         ("--shard", [args.shard] if args.shard else []),
     ):
@@ -174,16 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run scenarios against targets and write reports")
-    run.add_argument(
-        "--targets", default="", help="comma-separated catalogue targets (default: every installed)"
-    )
-    run.add_argument("--driver", default="local", choices=["local", "docker"])
+    _add_target_options(run)
     run.add_argument("--category", action="append", default=[])
     run.add_argument("--scenario", action="append", default=[], help="id or glob, e.g. 'auth.sasl.*'")
-    run.add_argument("--knob", action="append", default=[], help="[TARGET:]NAME=VALUE")
-    run.add_argument(
-        "--variant", default=None, help="a named bundle of knobs every target defines, e.g. hardened"
-    )
     run.add_argument("--target-file", action="append", default=[], type=Path)
     run.add_argument("--out", type=Path, default=None, help="run directory (default reports/<run-id>)")
     run.add_argument(
@@ -203,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="list scenarios and targets")
     lst.add_argument("what", nargs="?", choices=["scenarios", "targets", "all"], default="all")
+    lst.add_argument("--catalogue", action="append", default=[], type=Path, help="more product folders")
     lst.set_defaults(func=cmd_list)
     val = sub.add_parser("validate", help="check scenario files; exit 2 on a problem")
     val.add_argument("paths", nargs="*", type=Path, default=[SCENARIOS])
@@ -211,7 +284,44 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("results", type=Path)
     rep.add_argument("--print", action="store_true", help="also print the matrix")
     rep.set_defaults(func=cmd_report)
+    tgt = sub.add_parser("targets", help="keep targets up for people's own clients; clean up after crashes")
+    tsub = tgt.add_subparsers(dest="action", required=True)
+    up = tsub.add_parser("up", help="start targets, CA and accounts; print how to reach them; wait")
+    _add_target_options(up)
+    up.add_argument("--accounts", default="alice,bob", help="comma-separated users made on every target")
+    up.add_argument("--state", type=Path, default=DEFAULT_STATE, help="folder of topology.json and ca.crt")
+    up.set_defaults(func=cmd_targets_up)
+    down = tsub.add_parser("down", help="end the topology that `up` started")
+    down.add_argument("--state", type=Path, default=DEFAULT_STATE)
+    down.set_defaults(func=cmd_targets_down)
+    clean = tsub.add_parser("clean", help="remove containers, networks, volumes of runs that are gone")
+    clean.add_argument("--all", action="store_true", help="also those of runs still going")
+    clean.set_defaults(func=cmd_targets_clean)
     return parser
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--targets", default="", help="comma-separated catalogue targets (default: every verified one)"
+    )
+    parser.add_argument("--driver", default="local", choices=["local", "docker"])
+    parser.add_argument(
+        "--docker-network",
+        default="host",
+        choices=["host", "bridge"],
+        help="docker driver: host (default: each target on its loopback address) or bridge",
+    )
+    parser.add_argument(
+        "--catalogue",
+        action="append",
+        default=[],
+        type=Path,
+        help="a folder of more product folders (<product>/target.yaml), e.g. a vendor's own",
+    )
+    parser.add_argument("--knob", action="append", default=[], help="[TARGET:]NAME=VALUE")
+    parser.add_argument(
+        "--variant", default=None, help="a named bundle of knobs every target defines, e.g. hardened"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

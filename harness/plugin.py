@@ -33,6 +33,7 @@ from harness.topology import Selection, Topology
 from harness.verdict import Outcome, StepOutcome, Verdict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CATALOGUE = PROJECT_ROOT / "fixtures" / "targets"  # the built-in products; --catalogue adds more
 _STATE = pytest.StashKey["RunState"]()
 
 
@@ -42,6 +43,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--targets", default="", help="comma-separated catalogue targets (default: every installed)"
     )
     group.addoption("--driver", default="local", help="local (default) or docker")
+    group.addoption("--docker-network", default="host", help="docker driver: host (default) or bridge")
     group.addoption("--category", action="append", default=[], help="only scenarios of this category")
     group.addoption("--scenario", action="append", default=[], help="scenario id or glob (repeatable)")
     group.addoption("--knob", action="append", default=[], help="[TARGET:]NAME=VALUE (repeatable)")
@@ -50,7 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--out", type=Path, default=None, help="run directory (default reports/<run-id>)")
     group.addoption("--run-id", default=None, help="the run's id (default: UTC time and a random suffix)")
     group.addoption("--shard", default=None, help="i/N: run the i-th of N deterministic shares of the items")
-    group.addoption("--catalogue", type=Path, default=PROJECT_ROOT / "fixtures" / "targets")
+    group.addoption(
+        "--catalogue", action="append", default=[], type=Path, help="a folder of more product folders"
+    )
     group.addoption("--baselines", type=Path, default=PROJECT_ROOT / "fixtures" / "baselines")
 
 
@@ -68,12 +72,14 @@ class RunState:
         selection = Selection(
             targets=[t for t in opt.targets.split(",") if t],
             driver=opt.driver,
+            docker_network=opt.docker_network,
+            catalogues=[p.resolve() for p in opt.catalogue],
             knobs=list(opt.knob),
             variant=opt.variant,
             target_files=[p.resolve() for p in opt.target_file],
         )
         self.selection = selection
-        self.topology = Topology(selection, opt.catalogue, self.run_dir)
+        self.topology = Topology(selection, CATALOGUE, self.run_dir)
         self.baselines = Baselines.load(opt.baselines)
         self.categories = set(opt.category)
         self.patterns = list(opt.scenario)

@@ -24,6 +24,8 @@ from harness.actors import Account, CertificateIssuer, PeerIdentity
 from harness.environment.run_env import RunEnvironment, create_environment
 from harness.protocols import srv_records
 from harness.scenario.loader import PLACEHOLDER
+from harness.targets.docker import DockerRun, DockerTarget
+from harness.targets.docker_network import MODES
 from harness.targets.external import ExternalTarget, load_target_file
 from harness.targets.local import LocalTarget, is_installed
 from harness.targets.running import LogCursor, RunningTarget
@@ -37,10 +39,12 @@ DRIVERS = ("local", "docker")
 class Selection:
     """What the user asked for (command-line options), before anything is started."""
 
-    targets: list[str] = field(default_factory=list)  # product names; empty: every installed one
+    targets: list[str] = field(default_factory=list)  # product names; empty: the driver's default
     driver: str = "local"
+    docker_network: str = "host"  # docker driver: host (loopback addresses) or bridge
     knobs: list[str] = field(default_factory=list)  # "name=value" or "target:name=value"
     variant: str | None = None  # a named bundle of knobs every selected target defines
+    catalogues: list[Path] = field(default_factory=list)  # more product folders (a vendor's own)
     target_files: list[Path] = field(default_factory=list)
 
 
@@ -70,6 +74,14 @@ def parse_knobs(
     return chosen
 
 
+def by_default(spec: TargetSpec, driver: str) -> bool:
+    """Whether a run with ``driver`` selects the product when no --targets are given: it runs
+    with that driver (and, locally, is installed) and a run here verified it that way."""
+    if driver not in spec.verified or not spec.runs_with(driver):
+        return False
+    return driver != "local" or is_installed(spec)
+
+
 SECOND_INSTANCE = "{name}-2"  # a product paired with itself: a second instance, on its own domain
 PEER_IDENTITIES = 2  # domains reserved for actors that play a server (see PeerIdentity)
 
@@ -78,17 +90,33 @@ class Topology:
     def __init__(self, selection: Selection, catalogue_dir: Path, run_dir: Path) -> None:
         if selection.driver not in DRIVERS:
             raise CatalogueError(f"--driver {selection.driver!r}: choose one of {', '.join(DRIVERS)}")
-        if selection.driver == "docker":
-            raise CatalogueError("--driver docker is not available yet; use --driver local")
+        if selection.docker_network not in MODES:
+            raise CatalogueError(
+                f"--docker-network {selection.docker_network!r}: choose one of {', '.join(MODES)}"
+            )
         self.run_dir = run_dir
+        self.driver = selection.driver
+        self.docker_network = selection.docker_network
         products = catalogue(catalogue_dir)
+        for extra in selection.catalogues:
+            more = catalogue(extra)
+            twice = sorted(set(more) & set(products))
+            if twice:
+                raise CatalogueError(f"--catalogue {extra}: {', '.join(twice)} already in the catalogue")
+            products |= more
         names = selection.targets or (
-            [] if selection.target_files else [p for p, s in products.items() if is_installed(s)]
+            [] if selection.target_files else [p for p, s in products.items() if by_default(s, self.driver)]
         )
         unknown = [n for n in names if n not in products]
         if unknown:
             raise CatalogueError(
                 f"--targets: unknown target {', '.join(unknown)}; the catalogue has {', '.join(products)}"
+            )
+        cannot = [n for n in names if not products[n].runs_with(self.driver)]
+        if cannot:
+            how = "no distribution package" if self.driver == "local" else "no docker: section"
+            raise CatalogueError(
+                f"--targets: {', '.join(cannot)} cannot run with --driver {self.driver} ({how})"
             )
         self.specs = {name: products[name] for name in names}
         self.knobs = parse_knobs(selection.knobs, self.specs, selection.variant)
@@ -102,10 +130,12 @@ class Topology:
             self.external[target.name] = target
         if not self.specs and not self.external:
             raise CatalogueError(
-                "no target selected and none of the catalogue's products is installed "
-                "(run ci/setup.sh, or give --targets / --target-file)"
+                f"no target selected and none of the catalogue's products is verified with --driver "
+                f"{self.driver}{' and installed (run ci/setup.sh)' if self.driver == 'local' else ''}: "
+                "give --targets or --target-file"
             )
         self._env: RunEnvironment | None = None
+        self._docker: DockerRun | None = None
         self._addresses: dict[str, str] = {}
         self._peers: list[PeerIdentity] = []
         self._running: dict[str, RunningTarget] = dict(self.external)
@@ -163,7 +193,7 @@ class Topology:
         return {
             "name": name,
             "product": spec.product,
-            "driver": "local",
+            "driver": self.driver,
             "domain": self.domain(name),
             "address": self._addresses.get(name, "unassigned"),
             "knobs": spec.knob_values(self.knobs[self._instance_of[name]]),
@@ -237,10 +267,7 @@ class Topology:
         to_start = []
         for role, name in names.items():
             if name not in self._running:
-                spec = self._spec(name)
-                self._running[name] = LocalTarget(
-                    spec, name, self.domain(name), self._addresses[name], wanted[role], env
-                )
+                self._running[name] = self._new_target(name, wanted[role] or {}, env)
                 to_start.append(name)
         _in_parallel([partial(self._start, name) for name in dict.fromkeys(to_start)])
         changes = [
@@ -252,6 +279,14 @@ class Topology:
         if reset:
             _in_parallel([self._running[name].reset_peer_state for name in dict.fromkeys(names.values())])
         return {role: self._running[name] for role, name in names.items()}
+
+    def _new_target(self, name: str, knobs: dict[str, str], env: RunEnvironment) -> RunningTarget:
+        args = (self._spec(name), name, self.domain(name), self._addresses[name], knobs, env)
+        if self.driver == "local":
+            return LocalTarget(*args)
+        if self._docker is None:
+            self._docker = DockerRun.open(env.id, self.docker_network)
+        return DockerTarget(*args, docker_run=self._docker)
 
     def _wanted_knobs(self, name: str, role_knobs: dict[str, str]) -> dict[str, str] | None:
         """Every knob value the target must run with for an item (None: a target not run here,
@@ -265,10 +300,12 @@ class Topology:
         try:
             target.start()
         except Exception as exc:
-            target.stop()
             failed_logs = self.run_dir / "targets" / name
             failed_logs.mkdir(parents=True, exist_ok=True)
-            target.copy_log_slice(LogCursor(), failed_logs)
+            try:  # what the server said is the evidence of why (before stop: a container's goes)
+                target.copy_log_slice(LogCursor(), failed_logs)
+            finally:
+                target.stop()
             self._failed[name] = f"target {name} could not start: {exc}"
             raise TargetError(self._failed[name]) from exc
 
@@ -286,7 +323,7 @@ class Topology:
 
     def source_address(self, target: RunningTarget) -> str | None:
         """A fresh loopback source address for a connection to a target this run started."""
-        return self._environment().source_address() if target.driver == "local" else None
+        return self._environment().source_address() if target.in_run_block else None
 
     def peer_identity(self, index: int) -> PeerIdentity:
         """The ``index``-th domain and address reserved for an actor that plays a server."""
@@ -294,6 +331,14 @@ class Topology:
         if index >= len(self._peers):
             raise HarnessError(f"a scenario may have at most {len(self._peers)} actors that play a server")
         return self._peers[index]
+
+    def pki_ca_file(self) -> Path:
+        """The certificate of the run's CA, which issued every target's certificate."""
+        return self._environment().ca.cert_path
+
+    def dns_address(self) -> str:
+        """The run's DNS responder (port 53), which knows every target's domain."""
+        return self._environment().dns_address
 
     @property
     def pki(self) -> CertificateIssuer:
@@ -310,6 +355,8 @@ class Topology:
         self._closed = True
         with interrupts.shielded():  # a second Ctrl-C waits until everything is stopped
             _in_parallel([target.stop for target in self._running.values()], raise_first=False)
+            if self._docker is not None:
+                self._docker.close()
             if self._env is not None:
                 self._env.close()
 

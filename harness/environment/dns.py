@@ -29,6 +29,8 @@ _log = logging.getLogger(__name__)
 _SRV_LABEL = re.compile(r"_[a-z0-9-]+\._(tcp|udp)")
 
 _TTL = 0
+# resolver options of every server process: one try, one second (an unknown name fails fast)
+RESOLV_OPTIONS = ("timeout:1", "attempts:1")
 # A TCP client that connects and sends nothing must not hold a handler thread forever.
 _TCP_IDLE_TIMEOUT = 5.0
 _POLL_INTERVAL = 0.05
@@ -179,14 +181,17 @@ class RunDNS:
         """
         if self.port != 53:
             raise ValueError(f"resolv.conf can only name a server on port 53, this one is on {self.port}")
-        return _write(path, f"nameserver {self.address}\noptions timeout:1 attempts:1\n")
+        return _write(path, f"nameserver {self.address}\noptions {' '.join(RESOLV_OPTIONS)}\n")
+
+    def hosts(self) -> dict[str, str]:
+        """Every registered domain and its address (what the hosts file lists)."""
+        with self._lock:
+            return dict(self._hosts)
 
     def write_hosts(self, path: Path) -> Path:
         """Write a hosts file with the localhost lines and every registered domain."""
-        with self._lock:
-            hosts = sorted(self._hosts.items())
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-        lines += [f"{address}\t{domain}" for domain, address in hosts]
+        lines += [f"{address}\t{domain}" for domain, address in sorted(self.hosts().items())]
         return _write(path, "\n".join(lines) + "\n")
 
 

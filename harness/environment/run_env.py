@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import os
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class RunEnvironment:
     dns: RunDNS
     hosts_file: Path
     resolv_file: Path
+    id: str = field(default_factory=lambda: secrets.token_hex(6))  # labels what the run makes
     _next_target: itertools.count = field(default_factory=lambda: itertools.count(11))
     _next_source: itertools.count = field(default_factory=lambda: itertools.count(0))
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import abc
 import secrets
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,13 +17,15 @@ from harness.verdict import TargetError, Unsupported
 
 @dataclass
 class LogCursor:
-    """Where each server log stood when an item started, so its slice can be cut afterwards."""
+    """How long each server log was when an item started (log name -> bytes), so that its slice
+    can be cut afterwards."""
 
-    offsets: dict[Path, int] = field(default_factory=dict)
+    offsets: dict[str, int] = field(default_factory=dict)
 
 
 class RunningTarget(abc.ABC):
     driver: str
+    in_run_block = False  # listens on the run's own loopback addresses (actors use its source addresses)
     name: str
     product: str
     domain: str
@@ -73,23 +74,29 @@ class RunningTarget(abc.ABC):
         """Create (or look up) the account a scenario calls ``name``."""
 
     def log_files(self) -> list[Path]:
-        """Server log files whose slices are evidence (none for an external target)."""
+        """Server log files on this machine whose slices are evidence (none for an external target)."""
         return []
 
+    def log_sizes(self) -> dict[str, int]:
+        """Every server log there is now, by name (unique per target), and its length."""
+        return {path.name: path.stat().st_size for path in self.log_files() if path.exists()}
+
+    def read_log(self, name: str, start: int) -> bytes:
+        """What the log ``name`` holds from byte ``start`` on."""
+        path = next(p for p in self.log_files() if p.name == name)
+        with path.open("rb") as src:
+            src.seek(start)
+            return src.read()
+
     def log_cursor(self) -> LogCursor:
-        return LogCursor({p: p.stat().st_size if p.exists() else 0 for p in self.log_files()})
+        return LogCursor(self.log_sizes())
 
     def copy_log_slice(self, cursor: LogCursor, dest_dir: Path) -> list[Path]:
         """Copy what each log gained since ``cursor`` into ``dest_dir``; returns the files written."""
         written = []
-        for path in self.log_files():
-            if not path.exists():
-                continue
-            start = cursor.offsets.get(path, 0)
-            dest = dest_dir / f"{self.name}.{path.name}"
-            with path.open("rb") as src, dest.open("wb") as out:
-                src.seek(start)
-                shutil.copyfileobj(src, out)
+        for name in self.log_sizes():
+            dest = dest_dir / f"{self.name}.{name}"
+            dest.write_bytes(self.read_log(name, cursor.offsets.get(name, 0)))
             written.append(dest)
         return written
 

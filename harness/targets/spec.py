@@ -75,6 +75,15 @@ class TargetSpec:
     admin: dict[str, dict[str, Any]] = field(default_factory=dict)
     # named bundles of knob values (e.g. "hardened"): variant -> (description, knob -> value)
     variants: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    # how the docker driver gets the image: {image, build: Dockerfile in the folder | pull: true}
+    docker: dict[str, Any] = field(default_factory=dict)
+    # drivers with which a run on our machines has verified this entry; the others are
+    # "not verified here": never selected by default, marked in every report
+    verified: frozenset[str] = frozenset()
+
+    def runs_with(self, driver: str) -> bool:
+        """Whether the entry says how to run it with ``driver`` (a package, an image)."""
+        return bool(self.package) if driver == "local" else bool(self.docker.get("image"))
 
     def variant_knobs(self, variant: str | None) -> dict[str, str]:
         """The knob values of a named variant (none for the default variant)."""
@@ -146,11 +155,29 @@ def load_spec(folder: Path) -> TargetSpec:
             name: (str(v.get("description", "")), {str(k): str(x) for k, x in (v.get("knobs") or {}).items()})
             for name, v in (data.get("variants") or {}).items()
         },
+        docker=_docker_section(path, data.get("docker")),
+        verified=frozenset(str(d) for d in data.get("verified") or ()),
     )
+
+
+def _docker_section(path: Path, section: Any) -> dict[str, Any]:
+    if section is None:
+        return {}
+    if not isinstance(section, dict) or not isinstance(section.get("image"), str):
+        raise CatalogueError(f'{path}: docker: needs image: NAME:TAG (see docs/targets.md, "Docker")')
+    if "build" in section and section.get("pull"):
+        raise CatalogueError(
+            f"{path}: docker: give build: DOCKERFILE (built here) or pull: true (from a registry), not both"
+        )
+    if "build" in section and not (path.parent / str(section["build"])).is_file():
+        raise CatalogueError(f"{path}: docker: build: {section['build']} is not a file in {path.parent}")
+    return dict(section)
 
 
 def catalogue(root: Path) -> dict[str, TargetSpec]:
     """Every product folder under ``root`` (``fixtures/targets``)."""
+    if not root.is_dir():
+        raise CatalogueError(f"{root}: not a folder of product folders")
     return {
         folder.name: load_spec(folder)
         for folder in sorted(root.iterdir())

@@ -106,7 +106,10 @@ class PacketCapture:
         try:
             if self._sniffer is not None:
                 stopped_at = time.time()
-                self._sniffer.stop(join=True)
+                if self._sniffer.running:
+                    self._sniffer.stop(join=True)
+                else:  # it ended by itself on reaching max_packets
+                    self._sniffer.join()
                 packets.extend(self._sniffer.results or [])
                 packets.extend(self._drain(stopped_at, self.max_packets - len(packets)))
             self.truncated = len(packets) >= self.max_packets

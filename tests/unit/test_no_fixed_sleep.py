@@ -11,8 +11,9 @@ from harness.plugin import PROJECT_ROOT
 
 # (file, function) -> why it may sleep
 ALLOWED = {
-    ("harness/targets/local.py", "_wait"): "polls a starting server's readiness until its deadline",
+    ("harness/targets/managed.py", "_wait"): "polls a starting server's readiness until its deadline",
     ("harness/targets/local.py", "_end_group"): "polls a stopping process group until its grace ends",
+    ("harness/standing.py", "bring_down"): "polls the end of the process that keeps a topology up",
 }
 
 
