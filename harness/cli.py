@@ -20,7 +20,7 @@ from harness.report.matrix import render_matrix
 from harness.results import ResultsError, exit_code, read_results, write_results
 from harness.scenario.loader import load_all, scenario_files
 from harness.shard import Shard, ShardError
-from harness.standing import STATE_FILE, bring_down, bring_up, describe, wait_for_the_end
+from harness.standing import bring_down, bring_up, describe, forget, wait_for_the_end
 from harness.targets.docker import clean_leftovers, connect
 from harness.targets.local import is_installed, package_version
 from harness.targets.spec import CatalogueError, TargetSpec, catalogue
@@ -153,7 +153,7 @@ def cmd_targets_up(args: argparse.Namespace) -> int:
         return 1
     finally:
         topology.close()
-        (state / STATE_FILE).unlink(missing_ok=True)
+        forget(state)
     return 0
 
 

@@ -186,6 +186,7 @@ def _target_record(target: RunningTarget, role: str, instance_of: str) -> Target
         address=target.address,
         knobs=dict(target.knobs),
         role=role,
+        verified_here=target.verified_here,
     )
 
 

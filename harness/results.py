@@ -85,6 +85,9 @@ class TargetRecord:
     # the selected target this one is an instance of ("x" for "x-2"): reports put a
     # second instance under its first; "" (the default) means the target itself
     instance_of: str = ""
+    # whether a run on the project's machines verified the catalogue entry with this driver
+    # (None: not a catalogue entry, e.g. an external target). Reports mark False loudly.
+    verified_here: bool | None = None
 
     def __post_init__(self) -> None:
         self.instance_of = self.instance_of or self.name
@@ -100,6 +103,7 @@ class TargetRecord:
             "address": self.address,
             "knobs": dict(self.knobs),
             "role": self.role,
+            **({} if self.verified_here is None else {"verified_here": self.verified_here}),
         }
 
     def run_target(self) -> dict[str, Any]:
@@ -216,6 +220,11 @@ class RunRecord:
         # Accept TargetRecord objects for convenience; the record keeps plain dicts (no role).
         self.targets = [t.run_target() if isinstance(t, TargetRecord) else dict(t) for t in self.targets]
         self.items = [i if isinstance(i, ItemResult) else ItemResult.from_dict(i) for i in self.items]
+
+    def unverified_targets(self) -> list[str]:
+        """Targets whose catalogue entry no run on the project's machines has verified with the
+        driver used: their verdicts stand for the entry as written, not for a checked product."""
+        return [t["name"] for t in self.targets if t.get("verified_here") is False]
 
     def target_names(self) -> list[str]:
         """Target names in run order, then any that appear only in items (sorted)."""

@@ -3,8 +3,10 @@
 At an interop event, people test their clients and servers by hand against the same targets the
 harness scores. ``up`` starts the selected targets with the run's CA and test accounts, writes
 what is needed to reach them into a state folder (``topology.json``, the CA certificate, the
-accounts in a file only the owner may read) and prints it, then waits; SIGINT or SIGTERM (which
-``down`` sends) ends everything it started.
+accounts in files only the owner may read) and prints it, then waits; SIGINT or SIGTERM (which
+``down`` sends) ends everything it started. Each target also gets a target file of the external
+driver (``<name>.target.yaml``), so that another harness, e.g. a vendor's at the same event, can
+run the scenarios against it with ``interop run --target-file``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import signal
 import time
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from harness.topology import Topology
 from harness.verdict import HarnessError
@@ -51,16 +55,39 @@ def bring_up(topology: Topology, accounts: list[str], state_dir: Path) -> dict[s
                 "accounts": [{"jid": a.jid, "password": a.password} for a in made],
             }
         )
+    for target in targets:
+        path = state_dir / f"{target['name']}.target.yaml"
+        _private_write(path, yaml.safe_dump(_target_file(target), sort_keys=False))
+        target["target_file"] = str(path.resolve())
     info = {
         "pid": os.getpid(),
         "dns": topology.dns_address(),
         "ca_file": str((state_dir / "ca.crt").resolve()),
         "targets": targets,
     }
-    path = state_dir / STATE_FILE
-    path.write_text(json.dumps(info, indent=2) + "\n")
-    path.chmod(0o600)  # it holds the accounts' passwords
+    _private_write(state_dir / STATE_FILE, json.dumps(info, indent=2) + "\n")
     return info
+
+
+def _private_write(path: Path, text: str) -> None:
+    """Write a file that holds the accounts' passwords: readable by its owner only."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
+def _target_file(target: dict[str, Any]) -> dict[str, Any]:
+    """The external driver's target file for one target of the topology."""
+    return {
+        "name": target["name"],
+        "product": target["product"],
+        "version": target["version"],
+        "domain": target["domain"],
+        "host": target["address"],
+        "ports": target["ports"],
+        "ca_file": "ca.crt",
+        "accounts": [{"user": a["jid"].split("@")[0], "password": a["password"]} for a in target["accounts"]],
+    }
 
 
 def describe(info: dict[str, Any]) -> str:
@@ -76,6 +103,7 @@ def describe(info: dict[str, Any]) -> str:
         lines.append(f"  domain {t['domain']} at {t['address']}; ports: {ports}")
         for account in t["accounts"]:
             lines.append(f"  account {account['jid']}  password {account['password']}")
+        lines.append(f"  target file (interop run --target-file): {t['target_file']}")
     return "\n".join(lines)
 
 
@@ -100,6 +128,13 @@ def bring_down(state_dir: Path) -> int:
             time.sleep(0.2)  # polling another process's exit, not a verdict
     path.unlink(missing_ok=True)
     return pid
+
+
+def forget(state_dir: Path) -> None:
+    """Remove what ``bring_up`` wrote that holds passwords (the topology has ended)."""
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    for target_file in state_dir.glob("*.target.yaml"):
+        target_file.unlink()
 
 
 def _alive(pid: int) -> bool:

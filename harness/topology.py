@@ -188,6 +188,7 @@ class Topology:
                 "domain": t.domain,
                 "address": t.address,
                 "knobs": dict(t.knobs),
+                "verified_here": t.verified_here,
             }
         spec = self._spec(name)
         return {
@@ -197,6 +198,7 @@ class Topology:
             "domain": self.domain(name),
             "address": self._addresses.get(name, "unassigned"),
             "knobs": spec.knob_values(self.knobs[self._instance_of[name]]),
+            "verified_here": self.driver in spec.verified,
         }
 
     def role_knobs(

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import jinja2
 
-from harness.report.matrix import CATEGORY_ORDER, NOT_RUN, format_score, score, spec_text
+from harness.report.matrix import (
+    CATEGORY_ORDER,
+    NOT_RUN,
+    NOT_VERIFIED,
+    entry_state,
+    format_score,
+    score,
+    spec_text,
+)
 from harness.results import ItemResult, RunRecord, exit_problems
 
 INLINE_LIMIT = 200_000  # characters of one evidence file shown inline; the rest is linked
@@ -70,6 +78,8 @@ def render_html(run: RunRecord, run_dir: Path) -> list[Path]:
             problems=exit_problems(run),
             spec_text=spec_text,
             not_run=NOT_RUN,
+            entry_state=entry_state,
+            not_verified=NOT_VERIFIED,
         ),
         encoding="utf-8",
     )

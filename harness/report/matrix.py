@@ -17,6 +17,7 @@ from __future__ import annotations
 import shlex
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 from tabulate import tabulate
 
@@ -178,6 +179,17 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     return tabulate(rows, headers=headers, tablefmt=_FMT, disable_numparse=True)
 
 
+NOT_VERIFIED = "NOT VERIFIED HERE"
+
+
+def entry_state(target: dict[str, Any]) -> str:
+    """Whether a target's catalogue entry was verified here with its driver (reports' words)."""
+    verified = target.get("verified_here")
+    if verified is None:
+        return "not a catalogue entry"
+    return "verified here" if verified else NOT_VERIFIED
+
+
 def _knobs_text(knobs: dict[str, str]) -> str:
     if not knobs:
         return "default"
@@ -207,6 +219,13 @@ def _header(run: RunRecord) -> list[str]:
             lines.append(f"  - ... and {len(problems) - 10} more")
     else:
         lines.append("- **Run verdict:** passed (exit code 0)")
+    unverified = run.unverified_targets()
+    if unverified:
+        lines.append(
+            f"- **{NOT_VERIFIED}:** {', '.join(escape_cell(n) for n in unverified)}: no run on the "
+            "project's machines has verified these catalogue entries with this driver; their "
+            "cells show what the entry as written did, not a verified product"
+        )
     xpassed = [item.item_id for item in run.items if item.outcome == Outcome.XPASS.value]
     if xpassed:
         lines.append(
@@ -223,9 +242,10 @@ def _header(run: RunRecord) -> list[str]:
                 escape_cell(str(t.get(key, "")))
                 for key in ("name", "product", "version", "driver", "domain", "address")
             ]
-            + [escape_cell(_knobs_text(t.get("knobs", {})))]
+            + [escape_cell(_knobs_text(t.get("knobs", {}))), entry_state(t)]
         )
-    lines.append(_table(rows, ["target", "product", "version", "driver", "domain", "address", "knobs"]))
+    columns = ["target", "product", "version", "driver", "domain", "address", "knobs", "entry"]
+    lines.append(_table(rows, columns))
     return lines
 
 

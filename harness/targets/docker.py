@@ -29,7 +29,7 @@ from harness import interrupts
 from harness.environment.pki import IssuedCertificate
 from harness.targets.docker_images import product_image
 from harness.targets.docker_network import Networking, TargetAddressing, networking
-from harness.targets.managed import STOP_GRACE_S, ManagedTarget
+from harness.targets.managed import SERVER_ENV, STOP_GRACE_S, ManagedTarget
 from harness.verdict import TargetError
 
 RUN_LABEL = "interop.run"
@@ -39,6 +39,9 @@ OWNER_LABEL = "interop.owner"  # "<host>:<pid>" of the harness process that made
 TOOL = "tool"
 ENGINE_TIMEOUT_S = 600  # an image build streams for minutes
 SYMLINK_HOPS = 8
+# the target's readiness is the harness's (ready:); an image's own HEALTHCHECK would run its
+# commands in every container, outside the run's deadlines (and may start listeners of its own)
+NO_HEALTHCHECK = {"test": ["NONE"]}
 
 
 def owner() -> str:
@@ -126,6 +129,7 @@ class DockerTarget(ManagedTarget):
                 volumes=self._mounts(),
                 labels=self._labels(**{PROCESS_LABEL: TOOL}),
                 init=True,
+                healthcheck=NO_HEALTHCHECK,
                 **options,
             )
             self._containers.append(self._tool)
@@ -178,7 +182,10 @@ class DockerTarget(ManagedTarget):
             tool = self._tool
         limited = ["timeout", "-k", "5", f"{max(1, round(timeout))}", *argv]
         code, (out, err) = self._engine_call(
-            lambda: tool.exec_run(limited, user=user, workdir=str(self.run_dir), demux=True), what
+            lambda: tool.exec_run(
+                limited, user=user, workdir=str(self.run_dir), environment=SERVER_ENV, demux=True
+            ),
+            what,
         )
         stdout, stderr = (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
         if code == 124:
@@ -206,10 +213,11 @@ class DockerTarget(ManagedTarget):
                 name=self._resource(name),
                 user=self.spec.user,
                 working_dir=str(self.run_dir),
-                environment=env,
+                environment={**SERVER_ENV, **env},
                 volumes=self._mounts(),
                 labels=self._labels(**{PROCESS_LABEL: name}),
                 init=True,
+                healthcheck=NO_HEALTHCHECK,
                 **options,
             )
             self._containers.append(container)
@@ -238,7 +246,7 @@ class DockerTarget(ManagedTarget):
         except (docker.errors.APIError, requests.exceptions.RequestException):
             pass  # removed by force below
         with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
+            container.remove(force=True, v=True)  # v: also the anonymous volumes of its image's VOLUMEs
         with self._lock:
             if container in self._containers:
                 self._containers.remove(container)
@@ -342,6 +350,8 @@ def clean_leftovers(client: docker.DockerClient, *, everything: bool = False) ->
                 continue
             if kind == "network":
                 thing.remove()
+            elif kind == "container":
+                thing.remove(force=True, v=True)
             else:
                 thing.remove(force=True)
             removed.append(f"{kind} {thing.name}")

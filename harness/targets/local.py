@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import interrupts
-from harness.targets.managed import STOP_GRACE_S, ManagedTarget
+from harness.targets.managed import SERVER_ENV, STOP_GRACE_S, ManagedTarget
 from harness.targets.spec import TargetSpec
 from harness.verdict import TargetError
 
@@ -105,6 +105,7 @@ class LocalTarget(ManagedTarget):
                     stderr=subprocess.PIPE,
                     text=True,
                     cwd=self.run_dir,
+                    env={**os.environ, **SERVER_ENV},
                     start_new_session=True,
                 )
                 self._children.append(popen)
@@ -132,7 +133,7 @@ class LocalTarget(ManagedTarget):
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.run_dir,
-                env={**os.environ, **env},
+                env={**os.environ, **SERVER_ENV, **env},
                 start_new_session=True,
             )
             self._children.append(popen)

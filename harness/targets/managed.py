@@ -29,6 +29,9 @@ from harness.targets.spec import CatalogueError, TargetSpec, value_list
 from harness.verdict import HarnessError, TargetError, Unsupported
 
 STOP_GRACE_S = 10.0
+# Every server process and one-off command runs with a UTF-8 locale, whatever the harness's own or
+# the image's: a test password with non-ASCII characters must reach the product's tool intact.
+SERVER_ENV = {"LANG": "C.UTF-8"}
 
 
 def port_open(address: str, port: int) -> bool:
@@ -257,6 +260,10 @@ class ManagedTarget(RunningTarget):
     def _ca_file_for_server(self, cert: IssuedCertificate) -> Path:
         """Where the server finds the run's CA certificate."""
         return self.env.ca.cert_path
+
+    @property
+    def verified_here(self) -> bool:  # type: ignore[override]
+        return self.driver in self.spec.verified
 
     @property
     def service_domains(self) -> list[str]:

@@ -26,6 +26,7 @@ class LogCursor:
 class RunningTarget(abc.ABC):
     driver: str
     in_run_block = False  # listens on the run's own loopback addresses (actors use its source addresses)
+    verified_here: bool | None = None  # see TargetRecord.verified_here
     name: str
     product: str
     domain: str

@@ -36,9 +36,12 @@ class InteropRun:
     run: RunRecord | None
 
 
-def interop(args: list[str], out: Path, work: Path, timeout: float = 1800) -> InteropRun:
-    """Run ``interop run`` in a child process with its own run and work directories."""
-    env = dict(os.environ, INTEROP_WORKDIR=str(work))
+def interop(
+    args: list[str], out: Path, work: Path, timeout: float = 1800, env: dict[str, str] | None = None
+) -> InteropRun:
+    """Run ``interop run`` in a child process with its own run and work directories (and more
+    environment variables ``env``)."""
+    env = dict(os.environ, INTEROP_WORKDIR=str(work), **(env or {}))
     proc = run_to_the_end(
         [sys.executable, "-m", "harness.cli", "run", "--out", str(out), *args],
         timeout,
@@ -66,12 +69,15 @@ def work_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def category_run(factory: pytest.TempPathFactory, category: str) -> Iterator[InteropRun]:
-    """``interop run --category CATEGORY`` on the three local servers, its work dir removed after."""
-    base = factory.mktemp(f"{category}-matrix")
+def category_run(
+    factory: pytest.TempPathFactory, category: str, driver: str = "local"
+) -> Iterator[InteropRun]:
+    """``interop run --category CATEGORY`` on the three Debian servers, its work dir removed after."""
+    base = factory.mktemp(f"{category}-{driver}-matrix")
     work = Path(tempfile.mkdtemp(prefix="interop-test-"))
     work.chmod(0o755)
-    result = interop(["--category", category, "--targets", ",".join(LOCAL_TARGETS)], base / "out", work)
+    args = ["--driver", driver, "--category", category, "--targets", ",".join(LOCAL_TARGETS)]
+    result = interop(args, base / "out", work, timeout=2400)
     assert result.run is not None, f"no results.json; interop printed:\n{result.stdout[-4000:]}"
     yield result
     shutil.rmtree(work, ignore_errors=True)

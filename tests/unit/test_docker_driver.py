@@ -58,8 +58,9 @@ class FakeThing:
         self.attrs = {"Config": {"Labels": labels}} if container else {"Labels": labels}
         self.removed = False
 
-    def remove(self, force: bool = False) -> None:
+    def remove(self, force: bool = False, v: bool = False) -> None:
         self.removed = True
+        self.removed_volumes = v
         self.home.things.remove(self)
 
 
@@ -128,6 +129,7 @@ def test_clean_removes_what_gone_runs_left_and_spares_live_ones() -> None:
     removed = clean_leftovers(client)  # type: ignore[arg-type]
     assert removed == ["container c-dead", "network n-dead", "volume v-dead"]
     assert all(t.removed for t in gone) and not any(t.removed for t in kept)
+    assert gone[0].removed_volumes, "a container goes with the anonymous volumes of its image"
     assert clean_leftovers(client, everything=True) == ["container c-live", "volume v-elsewhere"]  # type: ignore[arg-type]
 
 
@@ -260,3 +262,16 @@ def test_the_base_installs_from_this_machines_debian_mirror(tmp_path: Path) -> N
     legacy.write_text("deb [arch=amd64] http://m2.example/debian bookworm main\n")
     assert docker_images.apt_mirror((tmp_path / "none", legacy)) == "http://m2.example/debian"
     assert docker_images.apt_mirror((tmp_path / "none",)) == docker_images.DEFAULT_MIRROR
+
+
+def test_every_catalogue_entry_loads_and_an_unverified_one_says_so_in_its_notes() -> None:
+    """Entries for products that only come as images are written from the vendors' sources:
+    until a run here verifies one, its NOTES.md must open by saying so, and a run never picks it
+    by default."""
+    for folder in sorted(p for p in CATALOGUE.iterdir() if (p / "target.yaml").is_file()):
+        spec = load_spec(folder)
+        unverified = [d for d in ("local", "docker") if spec.runs_with(d) and d not in spec.verified]
+        if unverified:
+            notes = (folder / "NOTES.md").read_text()
+            assert "NOT VERIFIED HERE" in notes.split("\n\n")[0] + notes.split("\n\n")[1], folder.name
+            assert not any(by_default(spec, d) for d in unverified), folder.name

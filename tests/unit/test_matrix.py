@@ -492,3 +492,29 @@ def test_second_instance_sits_on_the_diagonal_of_the_pair_grid():
     row = next(line for line in grid.splitlines() if line.startswith("| prosody "))
     assert "FAIL: bounced" in row
     assert same.pair == ("prosody", "prosody")
+
+
+def test_an_unverified_catalogue_entry_is_marked_in_every_report(tmp_path):
+    from harness.results import read_results, write_results
+
+    run = make_run()
+    for t in run.targets:
+        t["verified_here"] = t["name"] != "jabberd2"
+    for i in run.items:
+        for t in i.targets:
+            t.verified_here = t.name != "jabberd2"
+    md = render_matrix(run)
+    assert run.unverified_targets() == ["jabberd2"]
+    assert "- **NOT VERIFIED HERE:** jabberd2: no run on the project's machines" in md
+    targets = md.split("## Targets")[1].split("##")[0]
+    rows = {line.split("|")[1].strip(): line for line in targets.splitlines() if line.startswith("| ")}
+    assert rows["jabberd2"].rstrip(" |").endswith("NOT VERIFIED HERE")
+    assert rows["prosody"].rstrip(" |").endswith("verified here")
+    write_reports(run, tmp_path)
+    index = (tmp_path / "index.html").read_text()
+    assert "<strong>NOT VERIFIED HERE:</strong> jabberd2" in index
+    assert read_results(write_results(run, tmp_path / "results.json")) == run  # the schema has the field
+    # a run of verified entries only (or external targets, which are no entry) has no such line
+    for t in run.targets:
+        t["verified_here"] = True
+    assert "NOT VERIFIED HERE" not in render_matrix(run)
