@@ -27,6 +27,7 @@ import requests.exceptions
 
 from harness import interrupts
 from harness.environment.pki import IssuedCertificate
+from harness.targets.docker_exec import ExecResult, exec_command
 from harness.targets.docker_images import product_image
 from harness.targets.docker_network import Networking, TargetAddressing, networking
 from harness.targets.managed import SERVER_ENV, STOP_GRACE_S, ManagedTarget
@@ -181,19 +182,20 @@ class DockerTarget(ManagedTarget):
             self._refuse_if_stopped(what)
             tool = self._tool
         limited = ["timeout", "-k", "5", f"{max(1, round(timeout))}", *argv]
-        code, (out, err) = self._engine_call(
-            lambda: tool.exec_run(
-                limited, user=user, workdir=str(self.run_dir), environment=SERVER_ENV, demux=True
-            ),
-            what,
-        )
-        stdout, stderr = (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+        result = self._engine_call(lambda: self._exec_in(tool, limited, user), what)
+        code = result.exit_code
+        stdout, stderr = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
         if code == 124:
             raise TargetError(f"{self.name}: {what} did not finish within {timeout:.0f} s")
         if code != 0:
             tail = (stderr or stdout).strip().splitlines()[-3:]
             raise TargetError(f"{self.name}: {what} exited {code}: {' | '.join(tail)}")
         return stdout
+
+    def _exec_in(self, container: Any, argv: list[str], user: str) -> ExecResult:
+        return exec_command(
+            self._client, container.id, argv, user=user, workdir=str(self.run_dir), environment=SERVER_ENV
+        )
 
     def _engine_call(self, call: Any, what: str) -> Any:
         try:
@@ -295,10 +297,7 @@ class DockerTarget(ManagedTarget):
         with self._lock:
             tool = self._tool
         argv = ["tail", "-c", f"+{start + 1}", path]
-        _code, (out, _err) = self._engine_call(
-            lambda: tool.exec_run(argv, user="0", demux=True), f"reading {name}"
-        )
-        return out or b""
+        return self._engine_call(lambda: self._exec_in(tool, argv, "0"), f"reading {name}").stdout
 
     # -- the end --------------------------------------------------------------------------------
 

@@ -321,11 +321,11 @@ def test_a_vendor_image_from_its_own_catalogue_runs_sharded_and_merges_into_one_
     (tmp_path / "vendor" / "xmppd" / "target.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
     args = ["--driver", "docker", "--catalogue", str(tmp_path / "vendor"), "--targets", "xmppd"]
     args += [arg for pattern in VENDOR_SCENARIOS for arg in ("--scenario", pattern)]
-    runs = {
-        shard: interop([*args, "--shard", shard], tmp_path / f"shard{shard[0]}", work_dir, timeout=900)
+    runs = {  # each run its own work dir (INTEROP_WORKDIR)
+        shard: interop([*args, "--shard", shard], tmp_path / f"s{shard[0]}", work_dir / shard[0], timeout=900)
         for shard in ("1/2", "2/2")
     }
-    whole = interop(args, tmp_path / "whole", work_dir, timeout=900)
+    whole = interop(args, tmp_path / "whole", work_dir / "whole", timeout=900)
     assert whole.run is not None and all(r.run is not None for r in runs.values()), whole.stdout[-3000:]
     assert len(whole.run.items) >= 10 and not [i for i in whole.run.items if i.outcome == "error"]
     assert whole.run.targets[0]["verified_here"] is False and whole.run.targets[0]["product"] == "xmppd"
