@@ -22,8 +22,8 @@ from harness.scenario.loader import load_all, scenario_files
 from harness.shard import Shard, ShardError
 from harness.standing import bring_down, bring_up, describe, forget, wait_for_the_end
 from harness.targets.docker import clean_leftovers, connect
-from harness.targets.local import is_installed, package_version
-from harness.targets.spec import CatalogueError, TargetSpec, catalogue
+from harness.targets.local import package_version
+from harness.targets.spec import CatalogueError, TargetSpec, catalogues
 from harness.topology import Selection, Topology
 from harness.verdict import HarnessError, TargetError
 
@@ -57,9 +57,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"{s.id:45} {s.level:6} {s.category:15} {s.spec_ref}")
     if args.what in ("targets", "all"):
         try:
-            products = catalogue(CATALOGUE)
-            for extra in args.catalogue:
-                products |= catalogue(extra)
+            products = catalogues(CATALOGUE, args.catalogue)
         except CatalogueError as exc:
             print(f"interop: {exc}", file=sys.stderr)
             return USAGE_ERROR
@@ -75,7 +73,7 @@ def _target_lines(spec: TargetSpec) -> list[str]:
     lines = []
     if spec.package:
         version = package_version(spec.package)
-        state = f"installed {version}" if is_installed(spec) else "not installed"
+        state = f"installed {version}" if version is not None else "not installed"
         lines.append(f"local:  package {spec.package} ({state})")
     if spec.docker:
         how = (

@@ -29,7 +29,7 @@ from harness.targets.docker_network import MODES
 from harness.targets.external import ExternalTarget, load_target_file
 from harness.targets.local import LocalTarget, is_installed
 from harness.targets.running import LogCursor, RunningTarget
-from harness.targets.spec import CatalogueError, TargetSpec, catalogue
+from harness.targets.spec import CatalogueError, TargetSpec, catalogues
 from harness.verdict import HarnessError, TargetError, Unsupported
 
 DRIVERS = ("local", "docker")
@@ -97,13 +97,7 @@ class Topology:
         self.run_dir = run_dir
         self.driver = selection.driver
         self.docker_network = selection.docker_network
-        products = catalogue(catalogue_dir)
-        for extra in selection.catalogues:
-            more = catalogue(extra)
-            twice = sorted(set(more) & set(products))
-            if twice:
-                raise CatalogueError(f"--catalogue {extra}: {', '.join(twice)} already in the catalogue")
-            products |= more
+        products = catalogues(catalogue_dir, selection.catalogues)
         names = selection.targets or (
             [] if selection.target_files else [p for p, s in products.items() if by_default(s, self.driver)]
         )

@@ -183,3 +183,15 @@ def catalogue(root: Path) -> dict[str, TargetSpec]:
         for folder in sorted(root.iterdir())
         if (folder / "target.yaml").is_file()
     }
+
+
+def catalogues(root: Path, extras: list[Path]) -> dict[str, TargetSpec]:
+    """The built-in catalogue and the folders of ``--catalogue``; a product twice is an error."""
+    products = catalogue(root)
+    for extra in extras:
+        more = catalogue(extra)
+        twice = sorted(set(more) & set(products))
+        if twice:
+            raise CatalogueError(f"--catalogue {extra}: {', '.join(twice)} already in the catalogue")
+        products |= more
+    return products
