@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import options
 from harness.merge import merge_files
 from harness.plugin import CATALOGUE, PROJECT_ROOT, new_run_id
 from harness.report import write_reports
@@ -24,7 +25,7 @@ from harness.standing import bring_down, bring_up, describe, forget, wait_for_th
 from harness.targets.docker import clean_leftovers, connect
 from harness.targets.local import package_version
 from harness.targets.spec import CatalogueError, TargetSpec, catalogues
-from harness.topology import Selection, Topology
+from harness.topology import Topology
 from harness.verdict import HarnessError, TargetError
 
 USAGE_ERROR = 2
@@ -119,23 +120,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return code
 
 
-def _selection(args: argparse.Namespace) -> Selection:
-    return Selection(
-        targets=[t for t in args.targets.split(",") if t],
-        driver=args.driver,
-        docker_network=args.docker_network,
-        catalogues=[p.resolve() for p in args.catalogue],
-        knobs=args.knob,
-        target_files=getattr(args, "target_file", []),
-        variant=args.variant,
-    )
-
-
 def cmd_targets_up(args: argparse.Namespace) -> int:
     """Start the selected targets for people's own clients; end them on Ctrl-C or ``down``."""
     state = args.state.resolve()
     try:
-        topology = Topology(_selection(args), CATALOGUE, state)
+        topology = Topology(options.selection(args), CATALOGUE, state)
     except CatalogueError as exc:
         print(f"interop: {exc}", file=sys.stderr)
         return USAGE_ERROR
@@ -181,52 +170,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     if scenarios is None:
         return USAGE_ERROR
     try:  # configuration errors are usage errors: report them before any server starts
-        Topology(_selection(args), CATALOGUE, Path("/nonexistent"))
+        Topology(options.selection(args), CATALOGUE, Path("/nonexistent"))
         if args.shard:
             Shard.parse(args.shard)
     except (CatalogueError, ShardError) as exc:
         print(f"interop: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    run_id = new_run_id()
+    args.out = (args.out or PROJECT_ROOT / "reports" / run_id).resolve()
     pytest_args = [
         str(SCENARIOS),
         "-p",
         "no:cacheprovider",
         "--rootdir",
         str(PROJECT_ROOT),
-        "--targets",
-        args.targets,
-        "--driver",
-        args.driver,
-        "--docker-network",
-        args.docker_network,
-    ]
-    for option, values in (
-        ("--category", args.category),
-        ("--scenario", args.scenario),
-        ("--knob", args.knob),
-        ("--target-file", args.target_file),
-        ("--catalogue", [p.resolve() for p in args.catalogue]),
-        ("--variant", [args.variant] if args.variant else []),
-        ("--shard", [args.shard] if args.shard else []),
-    ):
-        for value in values:
-            pytest_args += [option, str(value)]
-    run_id = new_run_id()
-    out = (args.out or PROJECT_ROOT / "reports" / run_id).resolve()
-    pytest_args += [
-        "--out",
-        str(out),
+        *options.pytest_args(args),
         "--run-id",
         run_id,
         "--junitxml",
-        str(out / "junit.xml"),
+        str(args.out / "junit.xml"),
         "--alluredir",
-        str(out / "allure-results"),
+        str(args.out / "allure-results"),
+        "-o",
+        "junit_family=xunit2",
+        "-q",
+        *args.pytest_args,
     ]
-    if args.baselines:
-        pytest_args += ["--baselines", str(args.baselines.resolve())]
-    pytest_args += ["-o", "junit_family=xunit2", "-q", *args.pytest_args]
-    return _run_pytest(pytest_args, out)
+    return _run_pytest(pytest_args, args.out)
 
 
 def _run_pytest(pytest_args: list[str], out: Path) -> int:
@@ -251,18 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run scenarios against targets and write reports")
-    _add_target_options(run)
-    run.add_argument("--category", action="append", default=[])
-    run.add_argument("--scenario", action="append", default=[], help="id or glob, e.g. 'auth.sasl.*'")
-    run.add_argument("--target-file", action="append", default=[], type=Path)
-    run.add_argument("--out", type=Path, default=None, help="run directory (default reports/<run-id>)")
-    run.add_argument(
-        "--baselines",
-        type=Path,
-        default=None,
-        help="folder of <product>.yaml known-failure files (default fixtures/baselines)",
-    )
-    run.add_argument("--shard", default=None, help="i/N: run the i-th of N deterministic shares of the items")
+    options.add_to_parser(run, options.RUN)
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments (e.g. -x, -k)")
     mrg = sub.add_parser(
         "merge", help="merge results.json files (shards, CI jobs) into one run and its reports"
@@ -273,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="list scenarios and targets")
     lst.add_argument("what", nargs="?", choices=["scenarios", "targets", "all"], default="all")
-    lst.add_argument("--catalogue", action="append", default=[], type=Path, help="more product folders")
+    options.add_to_parser(lst, options.LIST)
     lst.set_defaults(func=cmd_list)
     val = sub.add_parser("validate", help="check scenario files; exit 2 on a problem")
     val.add_argument("paths", nargs="*", type=Path, default=[SCENARIOS])
@@ -285,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     tgt = sub.add_parser("targets", help="keep targets up for people's own clients; clean up after crashes")
     tsub = tgt.add_subparsers(dest="action", required=True)
     up = tsub.add_parser("up", help="start targets, CA and accounts; print how to reach them; wait")
-    _add_target_options(up)
+    options.add_to_parser(up, options.UP)
     up.add_argument("--accounts", default="alice,bob", help="comma-separated users made on every target")
     up.add_argument("--state", type=Path, default=DEFAULT_STATE, help="folder of topology.json and ca.crt")
     up.set_defaults(func=cmd_targets_up)
@@ -296,30 +255,6 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("--all", action="store_true", help="also those of runs still going")
     clean.set_defaults(func=cmd_targets_clean)
     return parser
-
-
-def _add_target_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--targets", default="", help="comma-separated catalogue targets (default: every verified one)"
-    )
-    parser.add_argument("--driver", default="local", choices=["local", "docker"])
-    parser.add_argument(
-        "--docker-network",
-        default="host",
-        choices=["host", "bridge"],
-        help="docker driver: host (default: each target on its loopback address) or bridge",
-    )
-    parser.add_argument(
-        "--catalogue",
-        action="append",
-        default=[],
-        type=Path,
-        help="a folder of more product folders (<product>/target.yaml), e.g. a vendor's own",
-    )
-    parser.add_argument("--knob", action="append", default=[], help="[TARGET:]NAME=VALUE")
-    parser.add_argument(
-        "--variant", default=None, help="a named bundle of knobs every target defines, e.g. hardened"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

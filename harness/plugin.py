@@ -12,6 +12,7 @@ import dataclasses
 import fnmatch
 import platform
 import secrets
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,42 +21,29 @@ from typing import Any
 import pytest
 
 import harness
+from harness import options, parallel
 from harness.actors import actor_kinds
 from harness.baseline import Baselines
-from harness.engine import StepTiming, item_id, run_item, safe_name
+from harness.engine import ItemRun, item_id, run_item, safe_name
+from harness.environment.run_env import keeps_work_dir, new_work_dir
+from harness.progress import RunProgress
 from harness.report import write_reports
 from harness.results import ItemResult, RunRecord, TargetRecord, utc_timestamp, write_results
 from harness.scenario.loader import ScenarioError, load_scenario
 from harness.scenario.model import Scenario
 from harness.shard import Shard, ShardError
 from harness.targets.running import RunningTarget
-from harness.topology import Selection, Topology
+from harness.targets.spec import CatalogueError
+from harness.topology import SetupStep, Topology
 from harness.verdict import Outcome, StepOutcome, Verdict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = options.PROJECT_ROOT
 CATALOGUE = PROJECT_ROOT / "fixtures" / "targets"  # the built-in products; --catalogue adds more
 _STATE = pytest.StashKey["RunState"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("interop", "IM interop harness")
-    group.addoption(
-        "--targets", default="", help="comma-separated catalogue targets (default: every installed)"
-    )
-    group.addoption("--driver", default="local", help="local (default) or docker")
-    group.addoption("--docker-network", default="host", help="docker driver: host (default) or bridge")
-    group.addoption("--category", action="append", default=[], help="only scenarios of this category")
-    group.addoption("--scenario", action="append", default=[], help="scenario id or glob (repeatable)")
-    group.addoption("--knob", action="append", default=[], help="[TARGET:]NAME=VALUE (repeatable)")
-    group.addoption("--variant", default=None, help="a named bundle of knobs, e.g. hardened")
-    group.addoption("--target-file", action="append", default=[], type=Path, help="an external target")
-    group.addoption("--out", type=Path, default=None, help="run directory (default reports/<run-id>)")
-    group.addoption("--run-id", default=None, help="the run's id (default: UTC time and a random suffix)")
-    group.addoption("--shard", default=None, help="i/N: run the i-th of N deterministic shares of the items")
-    group.addoption(
-        "--catalogue", action="append", default=[], type=Path, help="a folder of more product folders"
-    )
-    group.addoption("--baselines", type=Path, default=PROJECT_ROOT / "fixtures" / "baselines")
+    options.add_to_pytest(parser.getgroup("interop", "IM interop harness"))
 
 
 def new_run_id() -> str:
@@ -63,23 +51,31 @@ def new_run_id() -> str:
 
 
 class RunState:
-    """Everything one pytest session of scenarios shares; created on first collection."""
+    """Everything one pytest session of scenarios shares; created on first use.
+
+    In a parallel run every worker has one (with its own topology, on its own loopback block)
+    and so has the controller, which runs no item: it gathers the items' results from their
+    reports and writes results.json and the reports. Workers learn the run's id and shared work
+    folder from the controller (:func:`pytest_configure_node`)."""
 
     def __init__(self, config: pytest.Config) -> None:
         opt = config.option
-        self.run_id = opt.run_id or new_run_id()
+        shared = getattr(config, "workerinput", {})
+        self.worker = parallel.worker_name(config)
+        self.run_id = opt.run_id or shared.get("interop_run_id") or new_run_id()
         self.run_dir: Path = (opt.out or PROJECT_ROOT / "reports" / self.run_id).resolve()
-        selection = Selection(
-            targets=[t for t in opt.targets.split(",") if t],
-            driver=opt.driver,
-            docker_network=opt.docker_network,
-            catalogues=[p.resolve() for p in opt.catalogue],
-            knobs=list(opt.knob),
-            variant=opt.variant,
-            target_files=[p.resolve() for p in opt.target_file],
-        )
-        self.selection = selection
-        self.topology = Topology(selection, CATALOGUE, self.run_dir)
+        self.selection = options.selection(opt)
+        self.work_root: Path | None = None  # a parallel run's shared server folder (controller)
+        work_dir = authorities = None
+        if "interop_work_root" in shared:
+            root = Path(shared["interop_work_root"])
+            work_dir, authorities = root / self.worker, root / "authorities"
+        try:
+            self.topology = Topology(
+                self.selection, CATALOGUE, self.run_dir, work_dir=work_dir, authorities_dir=authorities
+            )
+        except CatalogueError as exc:
+            raise pytest.UsageError(str(exc)) from None
         self.baselines = Baselines.load(opt.baselines)
         self.categories = set(opt.category)
         self.patterns = list(opt.scenario)
@@ -87,6 +83,13 @@ class RunState:
         self.started_at = utc_timestamp()
         self.results: list[ItemResult] = []
         self.command = list(sys.argv)
+
+    def shared_work_root(self) -> Path:
+        """The folder under which every worker of a parallel run keeps its servers (the
+        controller makes it once and removes it at the end)."""
+        if self.work_root is None:
+            self.work_root = new_work_dir()
+        return self.work_root
 
     def selected(self, scenario: Scenario) -> bool:
         if self.categories and scenario.category not in self.categories:
@@ -104,40 +107,40 @@ class RunState:
             for pair in self.topology.pairs():
                 yield dict(zip(roles, pair, strict=True))
 
-    def record(
+    def result(
         self,
         scenario: Scenario,
         targets: dict[str, TargetRecord],
         verdict: Verdict,
-        duration: float,
         started: str,
-        evidence: dict[str, Path],
-        connected: bool,
-        steps: list[StepTiming] | None = None,
-    ) -> None:
-        self.results.append(
-            ItemResult(
-                item_id=item_id(scenario, {role: t.name for role, t in targets.items()}),
-                scenario_id=scenario.id,
-                title=scenario.title,
-                category=scenario.category,
-                level=scenario.level,
-                spec=dict(scenario.spec),
-                targets=list(targets.values()),
-                outcome=verdict.outcome.value,
-                reason=verdict.reason,
-                duration_s=round(duration, 3),
-                started_at=started,
-                evidence={k: str(p.relative_to(self.run_dir)) for k, p in evidence.items()},
-                scenario_file=str(_relative(scenario.path)),
-                scenario_sha256=scenario.sha256,
-                actors_connected=connected,
-                steps=[dataclasses.asdict(step) for step in steps or []],
-            )
+        run: ItemRun | None = None,
+        setup: list[SetupStep] | None = None,
+    ) -> ItemResult:
+        """The record of one item (``run``: what the engine did, None when its targets failed)."""
+        return ItemResult(
+            item_id=item_id(scenario, {role: t.name for role, t in targets.items()}),
+            scenario_id=scenario.id,
+            title=scenario.title,
+            category=scenario.category,
+            level=scenario.level,
+            spec=dict(scenario.spec),
+            targets=list(targets.values()),
+            outcome=verdict.outcome.value,
+            reason=verdict.reason,
+            duration_s=round(run.duration_s, 3) if run else 0.0,
+            started_at=started,
+            evidence={k: str(p.relative_to(self.run_dir)) for k, p in (run.evidence if run else {}).items()},
+            scenario_file=str(_relative(scenario.path)),
+            scenario_sha256=scenario.sha256,
+            actors_connected=run.actors_connected if run else False,
+            steps=[dataclasses.asdict(step) for step in (run.steps if run else [])],
+            setup=[dataclasses.asdict(step) for step in setup or []],
+            worker=self.worker,
         )
 
     def finish(self) -> RunRecord:
         self.topology.close()
+        self.results.sort(key=lambda item: item.item_id)  # the same order whatever the --jobs
         seen: dict[str, dict[str, Any]] = {}
         for item in self.results:
             for t in item.targets:
@@ -250,6 +253,7 @@ class ScenarioItem(pytest.Item):
         self.scenario = scenario
         self.roles = roles
         self.verdict: Verdict | None = None
+        self.result: ItemResult | None = None  # the item's record, once it ran
         self.add_marker(pytest.mark.interop_category(scenario.category))
         self.user_properties.append(("level", scenario.level))
 
@@ -257,10 +261,11 @@ class ScenarioItem(pytest.Item):
         state = _state(self.config)
         started = utc_timestamp()
         evidence_dir = state.run_dir / "items" / safe_name(self.name)
+        topology = state.topology
         try:
-            targets = state.topology.targets(
+            targets = topology.targets(
                 self.roles,
-                state.topology.role_knobs(self.scenario.roles, self.roles, self.scenario.spec_ref),
+                topology.role_knobs(self.scenario.roles, self.roles, self.scenario.spec_ref),
                 reset=needs_reset(self.scenario),
             )
         except Exception as exc:  # a target that cannot start is an error of every item needing it
@@ -271,29 +276,21 @@ class ScenarioItem(pytest.Item):
                 role: TargetRecord(
                     role=role,
                     version="unknown",
-                    instance_of=state.topology.instance_of(name),
-                    **state.topology.describe(name),
+                    instance_of=topology.instance_of(name),
+                    **topology.describe(name),
                 )
                 for role, name in self.roles.items()
             }
-            state.record(self.scenario, planned, verdict, 0.0, started, {}, False)
+            self.result = state.result(self.scenario, planned, verdict, started, setup=topology.setup_steps)
             self._finish(verdict)
             return
-        result = run_item(self.scenario, targets, evidence_dir, state.topology)
-        verdict = result.verdict
+        run = run_item(self.scenario, targets, evidence_dir, topology)
+        verdict = run.verdict
         if len(targets) == 1:
             verdict = state.baselines.apply(next(iter(targets.values())).product, self.scenario.id, verdict)
-        state.record(
-            self.scenario,
-            {r: _target_record(t, r, state.topology.instance_of(t.name)) for r, t in targets.items()},
-            verdict,
-            result.duration_s,
-            started,
-            result.evidence,
-            result.actors_connected,
-            result.steps,
-        )
-        _attach_allure(self.scenario, result.evidence)
+        records = {r: _target_record(t, r, topology.instance_of(t.name)) for r, t in targets.items()}
+        self.result = state.result(self.scenario, records, verdict, started, run, topology.setup_steps)
+        _attach_allure(self.scenario, run.evidence)
         self._finish(verdict)
 
     def _finish(self, verdict: Verdict) -> None:
@@ -340,17 +337,69 @@ def _attach_allure(scenario: Scenario, evidence: dict[str, Path]) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "interop_category(name): the scenario's category")
+    if not parallel.is_worker(config):
+        config.pluginmanager.register(ResultCollector(config), "interop-results")
+        if parallel.scenario_run(config) and not config.option.collectonly:
+            config.pluginmanager.register(RunProgress(), "interop-progress")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Any:
+    """``--jobs`` becomes xdist's workers before xdist reads its own options."""
+    parallel.configure(config)
+    return (yield)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return parallel.make_scheduler(config, log) if parallel.scenario_run(config) else None
+
+
+def pytest_configure_node(node: Any) -> None:
+    """Tell a new worker the run it belongs to: its id (hence its folder) and the shared folder
+    under which it keeps its servers and finds the run's CAs."""
+    state = _state(node.config)
+    node.workerinput["interop_run_id"] = state.run_id
+    node.workerinput["interop_work_root"] = str(state.shared_work_root())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """The item's record travels on its report (a worker's reports reach the controller)."""
+    report = yield
+    result = getattr(item, "result", None)
+    if call.when == "call" and result is not None:
+        report.interop_item = result.to_dict()
+    return report
+
+
+class ResultCollector:
+    """Gathers the items' records where the run's records are written: in the controller of a
+    parallel run (from the workers' reports) or in the one process of a serial run."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "interop_item", None)
+        if data is not None:
+            _state(self.config).results.append(ItemResult.from_dict(data))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(_STATE, None)
     if state is None:
         return
+    if parallel.is_worker(session.config):
+        state.topology.close()  # the controller writes the run's records
+        return
     if state.results or state.topology.running():
         run = state.finish()
         session.config.stash[_RUN] = run
     else:
         state.topology.close()
+    if state.work_root is not None and not keeps_work_dir():
+        shutil.rmtree(state.work_root, ignore_errors=True)
 
 
 _RUN = pytest.StashKey[RunRecord]()

@@ -138,6 +138,9 @@ class ItemResult:
     actors_connected: bool
     # how long each step that ran took: {step, line, action, actor, duration_s} (benchmark figures)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    # what the item waited for before its steps: {cause, target, duration_s} (benchmark figures)
+    setup: list[dict[str, Any]] = field(default_factory=list)
+    worker: str = "main"  # the worker that ran it (its targets are that worker's own)
 
     def __post_init__(self) -> None:
         if isinstance(self.outcome, Outcome):
@@ -190,6 +193,8 @@ class ItemResult:
             "scenario_sha256": self.scenario_sha256,
             "actors_connected": self.actors_connected,
             "steps": [dict(step) for step in self.steps],
+            "setup": [dict(step) for step in self.setup],
+            "worker": self.worker,
         }
 
     @classmethod

@@ -12,6 +12,7 @@ starts.
 from __future__ import annotations
 
 import atexit
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -86,8 +87,28 @@ SECOND_INSTANCE = "{name}-2"  # a product paired with itself: a second instance,
 PEER_IDENTITIES = 2  # domains reserved for actors that play a server (see PeerIdentity)
 
 
+@dataclass(frozen=True)
+class SetupStep:
+    """Time an item waited for its targets before its steps: a start, a restart with other knobs,
+    or a reset of federation state (figures for the benchmark)."""
+
+    cause: str  # start | restart | reset
+    target: str
+    duration_s: float
+
+
 class Topology:
-    def __init__(self, selection: Selection, catalogue_dir: Path, run_dir: Path) -> None:
+    def __init__(
+        self,
+        selection: Selection,
+        catalogue_dir: Path,
+        run_dir: Path,
+        *,
+        work_dir: Path | None = None,
+        authorities_dir: Path | None = None,
+    ) -> None:
+        """``work_dir``: the servers' folder (default: a new one); ``authorities_dir``: where the
+        run's CAs are (made there by whichever worker of the run comes first)."""
         if selection.driver not in DRIVERS:
             raise CatalogueError(f"--driver {selection.driver!r}: choose one of {', '.join(DRIVERS)}")
         if selection.docker_network not in MODES:
@@ -95,6 +116,8 @@ class Topology:
                 f"--docker-network {selection.docker_network!r}: choose one of {', '.join(MODES)}"
             )
         self.run_dir = run_dir
+        self._work_dir = work_dir
+        self._authorities_dir = authorities_dir
         self.driver = selection.driver
         self.docker_network = selection.docker_network
         products = catalogues(catalogue_dir, selection.catalogues)
@@ -135,6 +158,7 @@ class Topology:
         self._running: dict[str, RunningTarget] = dict(self.external)
         self._failed: dict[str, str] = {}
         self._closed = False
+        self.setup_steps: list[SetupStep] = []  # of the last targets() call
 
     @property
     def names(self) -> list[str]:
@@ -232,7 +256,7 @@ class Topology:
         """The run's environment, with every name any target may need registered before the
         first target starts (a resolver may read the hosts file only once)."""
         if self._env is None:
-            self._env = create_environment(self.run_dir)
+            self._env = create_environment(self.run_dir, self._work_dir, self._authorities_dir)
             for name in self._instance_of:
                 spec = self._spec(name)
                 address = self._addresses[name] = self._env.target_address()
@@ -255,6 +279,7 @@ class Topology:
         restarted with the role's knobs where a scenario needs them, and with federation
         state dropped when ``reset`` (items over pairs or with a peer server)."""
         knobs = knobs or {}
+        self.setup_steps = []
         wanted = {role: self._wanted_knobs(name, knobs.get(role, {})) for role, name in names.items()}
         for name in names.values():
             if name in self._failed:
@@ -265,16 +290,35 @@ class Topology:
             if name not in self._running:
                 self._running[name] = self._new_target(name, wanted[role] or {}, env)
                 to_start.append(name)
-        _in_parallel([partial(self._start, name) for name in dict.fromkeys(to_start)])
+        _in_parallel(
+            [self._timed("start", name, partial(self._start, name)) for name in dict.fromkeys(to_start)]
+        )
         changes = [
-            partial(self._reconfigure, name, wanted[role])
+            self._timed("restart", name, partial(self._reconfigure, name, wanted[role]))
             for role, name in names.items()
             if name not in to_start and wanted[role] is not None and self._running[name].knobs != wanted[role]
         ]
         _in_parallel(changes)
         if reset:
-            _in_parallel([self._running[name].reset_peer_state for name in dict.fromkeys(names.values())])
+            _in_parallel(
+                [
+                    self._timed("reset", name, self._running[name].reset_peer_state)
+                    for name in dict.fromkeys(names.values())
+                ]
+            )
         return {role: self._running[name] for role, name in names.items()}
+
+    def _timed(self, cause: str, name: str, call: Callable[[], None]) -> Callable[[], None]:
+        """``call``, with its duration recorded in :attr:`setup_steps`."""
+
+        def timed() -> None:
+            started = time.monotonic()
+            try:
+                call()
+            finally:
+                self.setup_steps.append(SetupStep(cause, name, round(time.monotonic() - started, 3)))
+
+        return timed
 
     def _new_target(self, name: str, knobs: dict[str, str], env: RunEnvironment) -> RunningTarget:
         args = (self._spec(name), name, self.domain(name), self._addresses[name], knobs, env)

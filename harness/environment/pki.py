@@ -155,6 +155,15 @@ class CertificateAuthority:
         key_path = _write(directory / "ca.key", _key_pem(key))
         return cls(certificate, key, cert_path, key_path)
 
+    @classmethod
+    def load(cls, directory: Path) -> CertificateAuthority:
+        """The CA that :meth:`create` wrote into ``directory`` (another worker of the same run)."""
+        cert_path, key_path = directory / "ca.crt", directory / "ca.key"
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return cls(certificate, key, cert_path, key_path)
+
     def issue_server(
         self,
         domain: str,

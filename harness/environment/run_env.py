@@ -6,12 +6,14 @@ Servers' configuration, data and logs live in a private work directory outside t
 A run owns a block of loopback addresses ``127.B.0.0/16``: the DNS responder on ``.0.10``,
 targets from ``.0.11`` on, actors' source addresses in ``.1.0/24``. The block is chosen by
 binding the DNS responder: the first free block wins, so two runs on one machine never share
-addresses.
+addresses. The workers of a parallel run each own a block (and a work folder); they share the
+run's certificate authorities (:func:`run_authorities`).
 """
 
 from __future__ import annotations
 
 import datetime
+import fcntl
 import itertools
 import os
 import secrets
@@ -86,11 +88,12 @@ class RunEnvironment:
 
     def close(self) -> None:
         self.dns.stop()
-        if not (os.environ.get(KEEP_ENV) or os.environ.get(WORKDIR_ENV)):
+        if not keeps_work_dir():
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
-def create_environment(run_dir: Path) -> RunEnvironment:
+def new_work_dir() -> Path:
+    """The folder the run's servers live in: ``INTEROP_WORKDIR`` or a new temporary one."""
     chosen = os.environ.get(WORKDIR_ENV)
     work_dir = Path(chosen).resolve() if chosen else Path(tempfile.mkdtemp(prefix="interop-"))
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -101,12 +104,43 @@ def create_environment(run_dir: Path) -> RunEnvironment:
             "so the servers' users could not reach their directories; choose another place"
         )
     work_dir.chmod(0o755)  # the servers' users must reach their directories inside
+    return work_dir
+
+
+def keeps_work_dir() -> bool:
+    """Whether the servers' directories stay after the run (for debugging, or a chosen place)."""
+    return bool(os.environ.get(KEEP_ENV) or os.environ.get(WORKDIR_ENV))
+
+
+def run_authorities(directory: Path, run_dir: Path) -> tuple[CertificateAuthority, CertificateAuthority]:
+    """The run's CA and its untrusted one, made by the first worker of a run and loaded by the
+    others (a lock file orders them), so that one CA issues every certificate of the run."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (directory / "ca" / "ca.key").exists():
+            return (
+                CertificateAuthority.load(directory / "ca"),
+                CertificateAuthority.load(directory / "untrusted-ca"),
+            )
+        ca = CertificateAuthority.create(directory / "ca", "Interop Run CA")
+        untrusted = CertificateAuthority.create(directory / "untrusted-ca", "Interop Untrusted CA")
+        (run_dir / "environment").mkdir(parents=True, exist_ok=True)
+        shutil.copy(ca.cert_path, run_dir / "environment" / "run-ca.crt")  # to check the pcaps' certificates
+        return ca, untrusted
+
+
+def create_environment(
+    run_dir: Path, work_dir: Path | None = None, authorities_dir: Path | None = None
+) -> RunEnvironment:
+    """This process's environment: its servers' folder ``work_dir`` (default :func:`new_work_dir`),
+    the run's CAs from ``authorities_dir`` (default: made here), and a free loopback block."""
+    work_dir = work_dir or new_work_dir()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.chmod(0o755)
     env_dir = work_dir / "environment"
     env_dir.mkdir()
-    ca = CertificateAuthority.create(env_dir / "ca", "Interop Run CA")
-    untrusted = CertificateAuthority.create(env_dir / "untrusted-ca", "Interop Untrusted CA")
-    (run_dir / "environment").mkdir(parents=True, exist_ok=True)
-    shutil.copy(ca.cert_path, run_dir / "environment" / "run-ca.crt")  # to check the pcaps' certificates
+    ca, untrusted = run_authorities(authorities_dir or env_dir, run_dir)
     for block in range(MAX_BLOCKS):
         dns = RunDNS(f"127.{block}.0.10", 53)
         try:

@@ -10,8 +10,10 @@ elements of the matcher namespace (``<m:closed what='stream|connection'/>``,
 ``expect``
     takes the first *unconsumed* element that matches (a pattern, or any of a list of patterns)
     and, by default, consumes it, so the next ``expect`` needs a new element. Past its deadline,
-    or once the connection is gone with nothing matching (nothing more can arrive), it is a
-    ``fail`` explaining, for each alternative, how the closest element differs.
+    once the connection is gone with nothing matching (nothing more can arrive), or as soon as
+    an element arrived that rules a match out (the IQ's one reply, the SASL outcome, a stream
+    error: :func:`rules_out`), it is a ``fail`` explaining, for each alternative, how the
+    closest element differs.
 ``expect-nothing``
     proves absence without sleeping: it sends an ordering barrier, an XEP-0199 ping to the
     server on the same stream, and waits for its reply. The server processes what it sent
@@ -33,10 +35,21 @@ import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from harness.protocols.xmpp.elements import FEATURES_TAG, IQ_TAG, NS_PING, STREAM_ERROR_TAG, attr, condition
+from harness.protocols.xmpp.elements import (
+    FEATURES_TAG,
+    IQ_TAG,
+    NS_PING,
+    NS_SASL,
+    NS_TLS,
+    STREAM_ERROR_TAG,
+    attr,
+    condition,
+)
 from harness.protocols.xmpp.match import (
     CLOSED,
+    NOT_WELL_FORMED,
     Matcher,
+    Pattern,
     PatternError,
     alternatives,
     compile_match,
@@ -91,6 +104,43 @@ def compile_step_match(match: str | list[str]) -> Matcher:
         return compile_match(match)
     except PatternError as exc:
         raise HarnessError(f"bad pattern: {exc}") from None
+
+
+# Answers a request gets exactly one of: once one is here and does not match, none that
+# matches can follow (a scenario that pipelines two such requests expects the first answer
+# before it sends the second).
+_ONE_ANSWER = (
+    (frozenset({FEATURES_TAG}), "a stream has one features element"),
+    (frozenset({f"{{{NS_SASL}}}success", f"{{{NS_SASL}}}failure"}), "a SASL exchange has one outcome"),
+    (frozenset({f"{{{NS_TLS}}}proceed", f"{{{NS_TLS}}}failure"}), "STARTTLS has one answer"),
+)
+_EVENTS = (CLOSED, NOT_WELL_FORMED)  # what can still be observed after the stream's end
+
+
+def rules_out(pattern: Pattern, el: ET.Element) -> str | None:
+    """Why ``el``, received and not matching ``pattern``, means no later element can match it
+    (RFC 6120: one features element per stream, one outcome per SASL exchange and STARTTLS, one
+    reply per IQ id (8.2.3), nothing after a stream error (4.9.1.1) or the stream's close (4.4));
+    None when a matching element may still come."""
+    if pattern.tag is None or pattern.tag in _EVENTS or pattern.matches(el):
+        return None
+    if el.tag == CLOSED and el.get("what") == "stream":
+        return "the server closed its stream: nothing can follow"
+    if el.tag == STREAM_ERROR_TAG:
+        return "a stream has one stream error and nothing after it but its end"
+    for tags, why in _ONE_ANSWER:
+        if el.tag in tags and pattern.tag in tags:
+            return why
+    wanted_id = pattern.attribute("id")
+    if (
+        el.tag == pattern.tag
+        and el.tag.endswith("}iq")
+        and wanted_id not in (None, "*")
+        and el.get("id") == wanted_id
+        and el.get("type") in ("result", "error")
+    ):
+        return f"IQ {wanted_id} has its one reply"
+    return None
 
 
 SendText = Callable[[str, float], Awaitable[None]]
@@ -215,26 +265,45 @@ class Inbox:
         closing: bool = False,
     ) -> ET.Element:
         """The ``expect`` action: the matching element, or :class:`Failed` (``wait`` is the
-        seconds until ``deadline``, for the message)."""
+        seconds until ``deadline``, for the message). It fails as soon as the outcome is
+        certain: when, for every alternative, an element arrived after which no matching one
+        can (:func:`rules_out`), or the connection is gone."""
         matcher = compile_step_match(match)
-        # A stream has exactly one features element: once it is here, waiting cannot help.
-        settles = all(p.tag == FEATURES_TAG for p in alternatives(matcher))
-        el = await self.wait_for(
-            lambda e: matcher.matches(e) or (settles and e.tag == FEATURES_TAG), deadline
-        )
-        if el is not None and matcher.matches(el):
+        patterns = alternatives(matcher)
+        found: list[ET.Element] = []
+        decided: list[str] = []
+
+        def outcome_known() -> bool:
+            el = self.find(matcher.matches)
+            if el is not None:
+                found.append(el)
+                return True
+            reasons = [self._ruled_out(pattern) for pattern in patterns]
+            if all(reasons):
+                decided.extend(dict.fromkeys(r for r in reasons if r))
+                return True
+            return False
+
+        await self.wait_until(outcome_known, deadline)
+        if found:
             if consume:
-                self.consume(el)
-            return el
+                self.consume(found[0])
+            return found[0]
         hint = self.explain_miss(matcher)
-        if el is not None:
-            raise Failed(f"{hint}expected {matcher.describe()} (a stream has one features element)")
+        if decided:
+            raise Failed(
+                f"{hint}expected {matcher.describe()} ({'; '.join(decided)}); received: {self.summary()}"
+            )
         if self.closed:
             raise Failed(
                 f"{hint}expected {matcher.describe()}; connection closed ({self.closed_summary(closing)}); "
                 f"received: {self.summary()}"
             )
         raise Failed(f"{hint}expected {matcher.describe()} within {wait:g}s; received: {self.summary()}")
+
+    def _ruled_out(self, pattern: Pattern) -> str | None:
+        """Why no element can match ``pattern`` any more (an unconsumed element says so)."""
+        return next((r for r in (rules_out(pattern, el) for el in self.pending) if r), None)
 
     async def round_trip(self, send: SendText, barrier_id: str, to: str, deadline: float) -> None:
         """The ordering barrier: an XEP-0199 ping to ``to`` and its answer (a result, or an error

@@ -198,6 +198,10 @@ class Pattern:
         """The tag the pattern's top element requires (None for ``<m:any/>``)."""
         return self._root.tag
 
+    def attribute(self, name: str) -> str | None:
+        """The value the pattern's top element requires for attribute ``name`` (``*``: any)."""
+        return self._root.attrs.get(name)
+
     def matches(self, el: ET.Element) -> bool:
         return self._root.match(el)
 
