@@ -9,8 +9,8 @@ and stream logs hold only its own traffic. What workers share: the run's id and 
 writes only its own ``items/<item>/``) and the run's two certificate authorities (one CA per run,
 so every pcap's certificates check against ``environment/run-ca.crt``).
 
-Scheduling (:class:`ScenarioScheduling`): items whose roles need knob values are grouped by
-target and knobs, so that one worker restarts a target once per knob set, not once per item;
+Scheduling (:func:`make_scheduler`): items whose roles need the same knob values on the same
+targets are grouped, so that one worker restarts a target once per knob set, not once per item;
 the biggest groups go first (xdist's reordering), single items after them in collection order.
 Results come back to the controller on each item's report (``report.interop_item``), which is
 where ``results.json`` and the reports are written; a worker writes none.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,30 @@ def configure(config: pytest.Config) -> None:
         option.dist = "load"
 
 
+# rough costs of what happens before an item's steps (seen on 2 cores: an ejabberd restart takes
+# about 10 s, a federation reset about half a second per target)
+KNOB_RESTART_S = 10.0
+PAIR_RESET_S = 1.0
+
+
+def expected_cost(scenario: Scenario) -> float:
+    """A rough upper bound of an item's time, to start the longest first: the deadlines its steps
+    declare (an item that fails may wait them out), a restart when it needs knob values, a
+    reset when it is a pair."""
+    waits = sum(float(step.params.get("within", 0)) for step in scenario.steps)
+    knobs = any(options.get("knobs") for options in scenario.roles.values())
+    return waits + KNOB_RESTART_S * knobs + PAIR_RESET_S * scenario.is_pair
+
+
+def item_of(root: Path, nodeid: str) -> tuple[Scenario, list[str]] | None:
+    """The scenario and target names of a scenario item's node id (None for other items)."""
+    path, _, name = nodeid.partition("::")
+    scenario = _scenario(root / path)
+    if scenario is None or not name.endswith("]") or "[" not in name:
+        return None
+    return scenario, name[name.index("[") + 1 : -1].split("->")
+
+
 @functools.cache
 def _scenario(path: Path) -> Scenario | None:
     try:
@@ -87,30 +112,12 @@ def _scenario(path: Path) -> Scenario | None:
         return None
 
 
-def knob_group(scenario: Scenario, names: dict[str, str]) -> str | None:
-    """The group of an item whose roles need knob values: its targets with those knobs."""
-    parts = [
-        f"{names[role]}:{sorted(options['knobs'].items())}"
-        for role, options in scenario.roles.items()
-        if options.get("knobs") and role in names
-    ]
-    return "knobs " + " ".join(parts) if parts else None
-
-
-def make_scheduler(config: pytest.Config, log: Any) -> Any:
+def make_scheduler(config: pytest.Config, log: Any, group_of: Callable[[str], str | None]) -> Any:
+    """xdist's scope scheduling with one scope per ``group_of(nodeid)`` (None: the item alone)."""
     from xdist.scheduler import LoadScopeScheduling
 
-    root = config.rootpath
-
     class ScenarioScheduling(LoadScopeScheduling):
-        """xdist's scope scheduling with a scope per knob group (see the module docs)."""
-
         def _split_scope(self, nodeid: str) -> str:
-            path, _, name = nodeid.partition("::")
-            scenario = _scenario(root / path)
-            if scenario is None or "[" not in name:
-                return nodeid
-            names = dict(zip(scenario.roles, name[name.index("[") + 1 : -1].split("->"), strict=False))
-            return knob_group(scenario, names) or nodeid
+            return group_of(nodeid) or nodeid
 
     return ScenarioScheduling(config, log)

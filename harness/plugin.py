@@ -32,6 +32,7 @@ from harness.results import ItemResult, RunRecord, TargetRecord, utc_timestamp, 
 from harness.scenario.loader import ScenarioError, load_scenario
 from harness.scenario.model import Scenario
 from harness.shard import Shard, ShardError
+from harness.targets.docker import owner as docker_owner
 from harness.targets.running import RunningTarget
 from harness.targets.spec import CatalogueError
 from harness.topology import SetupStep, Topology
@@ -72,7 +73,12 @@ class RunState:
             work_dir, authorities = root / self.worker, root / "authorities"
         try:
             self.topology = Topology(
-                self.selection, CATALOGUE, self.run_dir, work_dir=work_dir, authorities_dir=authorities
+                self.selection,
+                CATALOGUE,
+                self.run_dir,
+                work_dir=work_dir,
+                authorities_dir=authorities,
+                owner=shared.get("interop_owner"),
             )
         except CatalogueError as exc:
             raise pytest.UsageError(str(exc)) from None
@@ -227,9 +233,11 @@ def needs_reset(scenario: Scenario) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Only this shard's items (``--shard i/N``); items whose roles need knob values run last, so
-    that targets restart with other knobs as rarely as possible (the order is otherwise the
-    files' order)."""
+    """Only this shard's items (``--shard i/N``), in the order that wastes least time. One by one:
+    items whose roles need knob values last, so that targets restart with other knobs as rarely
+    as possible. In parallel (each worker collects the same list, which the controller hands
+    out in this order): the items that may take longest first, so that no worker is left alone
+    with a long item at the end (the order is otherwise the files' order)."""
     shard = config.getoption("--shard")
     if shard:
         try:
@@ -244,7 +252,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     def needs_knobs(item: pytest.Item) -> bool:
         return isinstance(item, ScenarioItem) and any(r.get("knobs") for r in item.scenario.roles.values())
 
-    items.sort(key=needs_knobs)
+    if parallel.is_worker(config):
+        items.sort(key=lambda i: -parallel.expected_cost(i.scenario) if isinstance(i, ScenarioItem) else 0)
+    else:
+        items.sort(key=needs_knobs)
 
 
 class ScenarioItem(pytest.Item):
@@ -352,15 +363,34 @@ def pytest_cmdline_main(config: pytest.Config) -> Any:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    return parallel.make_scheduler(config, log) if parallel.scenario_run(config) else None
+    if not parallel.scenario_run(config):
+        return None
+    return parallel.make_scheduler(config, log, lambda nodeid: _knob_group(config, nodeid))
+
+
+def _knob_group(config: pytest.Config, nodeid: str) -> str | None:
+    """Items that need the same knob values on the same targets share a group (one restart)."""
+    item = parallel.item_of(config.rootpath, nodeid)
+    if item is None:
+        return None
+    scenario, names = item
+    roles = dict(zip(scenario.roles, names, strict=False))
+    try:
+        knobs = _state(config).topology.role_knobs(scenario.roles, roles)
+    except StepOutcome:  # a knob the target lacks: the item is unsupported, quickly, anywhere
+        return None
+    parts = [f"{roles[role]}:{sorted(values.items())}" for role, values in knobs.items() if values]
+    return "knobs " + " ".join(parts) if parts else None
 
 
 def pytest_configure_node(node: Any) -> None:
-    """Tell a new worker the run it belongs to: its id (hence its folder) and the shared folder
-    under which it keeps its servers and finds the run's CAs."""
+    """Tell a new worker the run it belongs to: its id (hence its folder), the shared folder
+    under which it keeps its servers and finds the run's CAs, and the run's process (the owner
+    its containers are labelled with)."""
     state = _state(node.config)
     node.workerinput["interop_run_id"] = state.run_id
     node.workerinput["interop_work_root"] = str(state.shared_work_root())
+    node.workerinput["interop_owner"] = docker_owner()
 
 
 @pytest.hookimpl(wrapper=True)

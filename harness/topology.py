@@ -106,9 +106,11 @@ class Topology:
         *,
         work_dir: Path | None = None,
         authorities_dir: Path | None = None,
+        owner: str | None = None,
     ) -> None:
         """``work_dir``: the servers' folder (default: a new one); ``authorities_dir``: where the
-        run's CAs are (made there by whichever worker of the run comes first)."""
+        run's CAs are (made there by whichever worker of the run comes first); ``owner``: the
+        process the run's containers are labelled with (default: this one)."""
         if selection.driver not in DRIVERS:
             raise CatalogueError(f"--driver {selection.driver!r}: choose one of {', '.join(DRIVERS)}")
         if selection.docker_network not in MODES:
@@ -118,6 +120,7 @@ class Topology:
         self.run_dir = run_dir
         self._work_dir = work_dir
         self._authorities_dir = authorities_dir
+        self._owner = owner
         self.driver = selection.driver
         self.docker_network = selection.docker_network
         products = catalogues(catalogue_dir, selection.catalogues)
@@ -325,7 +328,7 @@ class Topology:
         if self.driver == "local":
             return LocalTarget(*args)
         if self._docker is None:
-            self._docker = DockerRun.open(env.id, self.docker_network)
+            self._docker = DockerRun.open(env.id, self.docker_network, self._owner)
         return DockerTarget(*args, docker_run=self._docker)
 
     def _wanted_knobs(self, name: str, role_knobs: dict[str, str]) -> dict[str, str] | None:

@@ -46,6 +46,7 @@ NO_HEALTHCHECK = {"test": ["NONE"]}
 
 
 def owner() -> str:
+    """This process as the owner of what it makes (a parallel run's workers name their controller)."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -67,13 +68,16 @@ class DockerRun:
     client: docker.DockerClient
     run_id: str
     networking: Networking
+    owner: str  # "<host>:<pid>" of the run's process: `targets clean` removes it once that is gone
 
     @classmethod
-    def open(cls, run_id: str, mode: str) -> DockerRun:
-        return cls(connect(), run_id, networking(mode, run_id, {RUN_LABEL: run_id, OWNER_LABEL: owner()}))
+    def open(cls, run_id: str, mode: str, run_owner: str | None = None) -> DockerRun:
+        run_owner = run_owner or owner()
+        labels = {RUN_LABEL: run_id, OWNER_LABEL: run_owner}
+        return cls(connect(), run_id, networking(mode, run_id, labels), run_owner)
 
     def labels(self, target: str, **more: str) -> dict[str, str]:
-        return {RUN_LABEL: self.run_id, TARGET_LABEL: target, OWNER_LABEL: owner(), **more}
+        return {RUN_LABEL: self.run_id, TARGET_LABEL: target, OWNER_LABEL: self.owner, **more}
 
     def close(self) -> None:
         self.networking.close(self.client)

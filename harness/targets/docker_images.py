@@ -9,12 +9,15 @@ versions as the local driver, imported into the engine. Where a registry is reac
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +41,16 @@ _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
-def _lock(name: str) -> threading.Lock:
-    """One lock per image name: targets start in parallel and may need the same image."""
+@contextmanager
+def _lock(name: str) -> Iterator[None]:
+    """One lock per image name, over the threads of a process (targets start in parallel) and
+    over processes (the workers of a parallel run): an image is built once."""
     with _locks_guard:
-        return _locks.setdefault(name, threading.Lock())
+        thread_lock = _locks.setdefault(name, threading.Lock())
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    with thread_lock, (Path(tempfile.gettempdir()) / f"interop-image-{digest}.lock").open("w") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        yield
 
 
 def _find(client: docker.DockerClient, name: str) -> Any | None:
