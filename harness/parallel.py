@@ -32,7 +32,7 @@ from harness.scenario.model import Scenario
 # Items mostly wait on servers and the network: more workers than cores pays, up to the point
 # where the servers themselves (six per worker in federation) compete for the CPU; measured on
 # 2 cores by ci/benchmark.py, see docs/decisions.md.
-AUTO_JOBS_PER_CORE = 2
+AUTO_JOBS_PER_CORE = 3
 AUTO_JOBS_MAX = 6
 MAIN = "main"  # the worker name of a serial run (and of the controller)
 

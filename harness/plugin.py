@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import harness
-from harness import options, parallel
+from harness import interrupts, options, parallel
 from harness.actors import actor_kinds
 from harness.baseline import Baselines
 from harness.engine import ItemRun, item_id, run_item, safe_name
@@ -352,6 +352,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ResultCollector(config), "interop-results")
         if parallel.scenario_run(config) and not config.option.collectonly:
             config.pluginmanager.register(RunProgress(), "interop-progress")
+            interrupts.install()  # SIGTERM too ends the run in order: the finished items are recorded
 
 
 @pytest.hookimpl(wrapper=True)

@@ -70,13 +70,15 @@ def work_dir() -> Iterator[Path]:
 
 
 def category_run(
-    factory: pytest.TempPathFactory, category: str, driver: str = "local"
+    factory: pytest.TempPathFactory, category: str, driver: str = "local", jobs: str | None = None
 ) -> Iterator[InteropRun]:
-    """``interop run --category CATEGORY`` on the three Debian servers, its work dir removed after."""
-    base = factory.mktemp(f"{category}-{driver}-matrix")
+    """``interop run --category CATEGORY`` on the three Debian servers (with the default --jobs,
+    or ``jobs``), its work dir removed after."""
+    base = factory.mktemp(f"{category}-{driver}-jobs{jobs or 'auto'}-matrix")
     work = Path(tempfile.mkdtemp(prefix="interop-test-"))
     work.chmod(0o755)
     args = ["--driver", driver, "--category", category, "--targets", ",".join(LOCAL_TARGETS)]
+    args += ["--jobs", jobs] if jobs else []
     result = interop(args, base / "out", work, timeout=2400)
     assert result.run is not None, f"no results.json; interop printed:\n{result.stdout[-4000:]}"
     yield result

@@ -1,4 +1,7 @@
-"""A run stopped from outside (Ctrl-C, SIGTERM) leaves no server process and no mount behind."""
+"""A run stopped from outside (Ctrl-C, SIGTERM) leaves no server process and no mount behind, and
+keeps the results of the items that finished: one by one, and in parallel (the default), where
+the signal reaches either the run's process alone or, as a terminal's Ctrl-C does, its whole
+process group (the workers too)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.results import read_results
 from tests.integration.conftest import ROOT
 
 
@@ -29,15 +33,27 @@ def _processes_mentioning(marker: str, *more: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("sig", "targets", "category", "wait_for"),
+    ("sig", "targets", "category", "wait_for", "jobs", "group"),
     [
-        (signal.SIGINT, "prosody,ejabberd", "authentication", ()),
-        (signal.SIGTERM, "prosody,ejabberd", "authentication", ()),
+        (signal.SIGINT, "prosody,ejabberd", "authentication", (), "1", False),
+        (signal.SIGTERM, "prosody,ejabberd", "authentication", (), "1", False),
         # the first pair (ejabberd, ejabberd-2) starts in two threads: the signals come while a
         # readiness command runs in one of them (a process the target's stop must end too)
-        (signal.SIGINT, "ejabberd", "federation", ("started",)),
+        (signal.SIGINT, "ejabberd", "federation", ("started",), "1", False),
+        # in parallel: every worker's servers are up, and the signal reaches the run's process
+        # only, or every process of its group (a terminal's Ctrl-C)
+        (signal.SIGINT, "prosody,ejabberd", "federation", (), "3", False),
+        (signal.SIGINT, "prosody,ejabberd", "federation", (), "3", True),
+        (signal.SIGTERM, "prosody,ejabberd", "authorization", (), "3", True),
     ],
-    ids=["ctrl-c", "sigterm", "ctrl-c-twice-during-parallel-start"],
+    ids=[
+        "ctrl-c",
+        "sigterm",
+        "ctrl-c-twice-during-parallel-start",
+        "parallel-ctrl-c-to-the-run",
+        "parallel-ctrl-c-to-the-group",
+        "parallel-sigterm-to-the-group",
+    ],
 )
 def test_stopped_run_cleans_up(
     tmp_path: Path,
@@ -46,6 +62,8 @@ def test_stopped_run_cleans_up(
     targets: str,
     category: str,
     wait_for: tuple[str, ...],
+    jobs: str,
+    group: bool,
 ) -> None:
     work = work_dir
     env = dict(os.environ, INTEROP_WORKDIR=str(work))
@@ -61,23 +79,29 @@ def test_stopped_run_cleans_up(
             category,
             "--out",
             str(tmp_path / "out"),
+            "--jobs",
+            jobs,
         ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        start_new_session=group,  # its own process group, to signal as a terminal does
     )
+    signal_it = (lambda s: os.killpg(child.pid, s)) if group else child.send_signal
+    workers = int(jobs) if jobs != "1" else 0
     try:
         deadline = time.monotonic() + 120
-        # Wait until the run's servers are really up: a server process lives in the work dir.
-        while not _processes_mentioning(str(work / "targets"), *wait_for):
+        # Wait until the run's servers are really up: a server process lives in the work dir
+        # (in parallel: until every worker has one, and an item has finished).
+        while not _servers_up(work, workers, tmp_path / "out", wait_for):
             assert child.poll() is None, child.stdout.read().decode()[-3000:]
             assert time.monotonic() < deadline, "no server started within 120 s"
             time.sleep(0.2)  # polling for the child's progress, not a verdict
-        child.send_signal(sig)
-        if category == "federation":
+        signal_it(sig)
+        if category == "federation" and not workers:
             time.sleep(0.5)  # the second Ctrl-C of an impatient user, during the clean-up
-            child.send_signal(sig)
+            signal_it(sig)
         output, _ = child.communicate(timeout=90)
     finally:
         if child.poll() is None:
@@ -93,3 +117,15 @@ def test_stopped_run_cleans_up(
         except OSError:
             continue
     assert leaked == []
+    if workers:  # the items that finished before the signal are in the run's results
+        results = read_results(tmp_path / "out" / "results.json")
+        assert results.items, output.decode()[-3000:]
+        assert {item.worker for item in results.items} <= {f"gw{i}" for i in range(workers)}
+
+
+def _servers_up(work: Path, workers: int, out: Path, wait_for: tuple[str, ...]) -> bool:
+    if not workers:
+        return bool(_processes_mentioning(str(work / "targets"), *wait_for))
+    every_worker = all(_processes_mentioning(str(work / f"gw{i}" / "targets")) for i in range(workers))
+    # more finished items than workers: some worker finished two, so it had reported the first
+    return every_worker and len(list((out / "items").glob("*/traffic.pcap"))) > workers
