@@ -366,18 +366,24 @@ def pytest_cmdline_main(config: pytest.Config) -> Any:
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if not parallel.scenario_run(config):
         return None
-    return parallel.make_scheduler(config, log, lambda nodeid: _knob_group(config, nodeid))
+    return parallel.make_scheduler(config, log, lambda nodeid: _group(config, nodeid))
 
 
-def _knob_group(config: pytest.Config, nodeid: str) -> str | None:
-    """Items that need the same knob values on the same targets share a group (one restart)."""
+def _group(config: pytest.Config, nodeid: str) -> str | None:
+    """The items one worker runs one after the other: every item on a target this run does not
+    start (an external server is one for all workers, so its items must not overlap), and items
+    that need the same knob values on the same targets (one restart, not one per item)."""
     item = parallel.item_of(config.rootpath, nodeid)
     if item is None:
         return None
     scenario, names = item
+    topology = _state(config).topology
+    shared = sorted(name for name in names if name in topology.external)
+    if shared:
+        return "shared " + " ".join(shared)
     roles = dict(zip(scenario.roles, names, strict=False))
     try:
-        knobs = _state(config).topology.role_knobs(scenario.roles, roles)
+        knobs = topology.role_knobs(scenario.roles, roles)
     except StepOutcome:  # a knob the target lacks: the item is unsupported, quickly, anywhere
         return None
     parts = [f"{roles[role]}:{sorted(values.items())}" for role, values in knobs.items() if values]

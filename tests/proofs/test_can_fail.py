@@ -558,3 +558,39 @@ SHARD_SCENARIOS = (
     "auth.sasl.invalid-mechanism",
     "auth.tls.starttls-offered",
 )
+
+
+def test_pytest_habits_hold_in_a_parallel_run(pki: Pki, tmp_path: Path) -> None:
+    """With ``--jobs 2``: ``-k`` selects, ``-x`` stops at the first failure, JUnit and Allure get
+    every item, ``--collect-only`` runs nothing; an external target (one server for all workers)
+    has its items run by one worker, one after the other."""
+    selection = [arg for s in SHARD_SCENARIOS for arg in ("--scenario", s)]
+    with running_double(pki, (), accounts=dict(DOUBLE_ACCOUNTS)) as target:
+        done, out = interop_on_double(target, pki, "k", tmp_path / "k", "--jobs", "2", *selection, "--", "-k", "sasl")
+        target_file = tmp_path / "k" / "k.target.yaml"
+        listed = subprocess.run(
+            [sys.executable, "-m", "pytest", "scenarios", "--target-file", str(target_file), "--jobs", "2"]
+            + selection
+            + ["--collect-only", "-q", "-p", "no:cacheprovider"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    with running_double(pki, ("accept-any-password",), accounts=dict(DOUBLE_ACCOUNTS)) as target:
+        stopped, stopped_out = interop_on_double(
+            target, pki, "x", tmp_path / "x", "--jobs", "2", "--scenario", "auth.sasl.*", "--", "-x"
+        )
+    transcript = done.stdout[-2000:] + done.stderr[-2000:]
+    run = read_results(out / "results.json")
+    assert sorted(i.scenario_id for i in run.items) == sorted(s for s in SHARD_SCENARIOS if "sasl" in s), transcript
+    assert len({i.worker for i in run.items}) == 1 and run.items[0].worker.startswith("gw")
+    junit = (out / "junit.xml").read_text()
+    assert junit.count("<testcase ") == len(run.items)
+    assert len(list((out / "allure-results").glob("*-result.json"))) == len(run.items)
+    assert listed.returncode == 0, listed.stdout[-2000:] + listed.stderr[-2000:]
+    assert sum("::" in line for line in listed.stdout.splitlines()) == len(SHARD_SCENARIOS)
+    items = read_results(stopped_out / "results.json").items
+    all_sasl = len([p for p in SCENARIOS_DIR.rglob("auth.sasl.*.yaml")])
+    assert stopped.returncode == 1 and 1 <= len(items) < all_sasl, stopped.stdout[-2000:]
+    assert [i.outcome for i in items].count("fail") >= 1
