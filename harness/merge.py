@@ -47,16 +47,24 @@ def merge_runs(runs: list[RunRecord], run_id: str, command: list[str]) -> RunRec
 
 
 def _targets(runs: list[RunRecord]) -> list[dict[str, Any]]:
+    """Every run's targets, each once; a target that differs (other than in where it listened,
+    which differs between runs and their workers) is not the same target."""
     merged: dict[str, dict[str, Any]] = {}
     for run in runs:
         for target in run.targets:
-            known = merged.setdefault(target["name"], target)
-            if known != target:
+            known = merged.setdefault(target["name"], dict(target))
+            if _without_address(known) != _without_address(target):
                 raise ResultsError(
                     f"target {target['name']} differs between the runs "
                     f"({_describe(known)} / {_describe(target)}): not one result set"
                 )
+            places = {*known["address"].split(", "), *target["address"].split(", ")}
+            known["address"] = ", ".join(sorted(places))
     return list(merged.values())
+
+
+def _without_address(target: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in target.items() if key != "address"}
 
 
 def _describe(target: dict[str, Any]) -> str:

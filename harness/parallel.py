@@ -67,14 +67,15 @@ def scenario_run(config: pytest.Config) -> bool:
     )
 
 
-def configure(config: pytest.Config) -> None:
-    """Turn ``--jobs`` into xdist workers (called before xdist reads its options)."""
+def configure(config: pytest.Config, count_items: Callable[[], int]) -> None:
+    """Turn ``--jobs`` into xdist workers (called before xdist reads its options); ``auto``
+    starts no more workers than there are items (``count_items``: the selection's, before -k)."""
     if is_worker(config) or not config.pluginmanager.hasplugin("xdist"):
         return
     option = config.option
     if option.numprocesses or option.collectonly or option.usepdb or not scenario_run(config):
         return  # a user's own -n wins; collecting or debugging stays in one process
-    jobs = auto_jobs() if option.jobs == "auto" else int(option.jobs)
+    jobs = min(auto_jobs(), count_items()) if option.jobs == "auto" else int(option.jobs)
     if jobs > 1:
         option.numprocesses = jobs
         option.dist = "load"

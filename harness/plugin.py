@@ -29,7 +29,7 @@ from harness.environment.run_env import keeps_work_dir, new_work_dir
 from harness.progress import RunProgress
 from harness.report import write_reports
 from harness.results import ItemResult, RunRecord, TargetRecord, utc_timestamp, write_results
-from harness.scenario.loader import ScenarioError, load_scenario
+from harness.scenario.loader import ScenarioError, load_all, load_scenario, scenario_files
 from harness.scenario.model import Scenario
 from harness.shard import Shard, ShardError
 from harness.targets.docker import owner as docker_owner
@@ -148,9 +148,13 @@ class RunState:
         self.topology.close()
         self.results.sort(key=lambda item: item.item_id)  # the same order whatever the --jobs
         seen: dict[str, dict[str, Any]] = {}
+        addresses: dict[str, set[str]] = {}
         for item in self.results:
             for t in item.targets:
                 seen.setdefault(t.name, t.run_target())
+                addresses.setdefault(t.name, set()).add(t.address)
+        for name, target in seen.items():  # in parallel every worker ran a target of its own
+            target["address"] = ", ".join(sorted(addresses[name]))
         run = RunRecord(
             run_id=self.run_id,
             harness_version=harness.__version__,
@@ -358,8 +362,17 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_cmdline_main(config: pytest.Config) -> Any:
     """``--jobs`` becomes xdist's workers before xdist reads its own options."""
-    parallel.configure(config)
+    parallel.configure(config, lambda: _selected_items(config))
     return (yield)
+
+
+def _selected_items(config: pytest.Config) -> int:
+    """How many items the run's scenario files and selection make (before ``-k``, ``--shard``)."""
+    state = _state(config)
+    paths = [config.invocation_params.dir / arg.split("::")[0] for arg in config.args]
+    files = [f for p in paths for f in (scenario_files(p) if p.is_dir() else [p])]
+    scenarios, _ = load_all(files)  # a bad file is reported by the collection, as always
+    return sum(len(list(state.target_sets(s))) for s in scenarios if state.selected(s))
 
 
 @pytest.hookimpl(tryfirst=True)

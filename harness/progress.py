@@ -139,7 +139,7 @@ class RunProgress:
     def _update(self) -> None:
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done)
-        elif time.monotonic() - self._last_status >= STATUS_EVERY_S or self.done == self.total:
+        elif time.monotonic() - self._last_status >= STATUS_EVERY_S and self.done < self.total:
             self._last_status = time.monotonic()
             self._say(self.status())
 

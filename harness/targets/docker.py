@@ -351,11 +351,14 @@ def clean_leftovers(client: docker.DockerClient, *, everything: bool = False) ->
             labels = thing.attrs.get("Labels") or thing.attrs.get("Config", {}).get("Labels") or {}
             if not everything and owner_alive(labels.get(OWNER_LABEL, "")):
                 continue
-            if kind == "network":
-                thing.remove()
-            elif kind == "container":
-                thing.remove(force=True, v=True)
-            else:
-                thing.remove(force=True)
+            try:
+                if kind == "network":
+                    thing.remove()
+                elif kind == "container":
+                    thing.remove(force=True, v=True)
+                else:
+                    thing.remove(force=True)
+            except docker.errors.NotFound:
+                continue  # removed meanwhile (a killed run's workers still stopping their own)
             removed.append(f"{kind} {thing.name}")
     return removed

@@ -159,6 +159,8 @@ FLAWS: dict[str, str] = {
     "unlimited-retries": "failed SASL attempts are never limited, RFC 6120 §6.4.5 / §13.9.4",
     "retry-limit-without-stream-error": "past the retry limit the TCP connection is dropped "
     "without a stream error, RFC 6120 §6.4.5",
+    "idle-timeout-instead-of-retry-limit": "no retry limit: the stream ends later with the stream "
+    "error of an idle timer (<connection-timeout/>), as if that were one, RFC 6120 §6.4.5",
     "external-no-cert-request": "EXTERNAL is offered but no client certificate is requested in the "
     "TLS handshake, so every EXTERNAL attempt fails, XEP-0178 §2",
     "external-without-cert": "EXTERNAL with an authzid succeeds without any client certificate, XEP-0178",
@@ -1116,6 +1118,8 @@ class _Connection:
         if self.failures >= cfg.max_auth_failures and not cfg.has("unlimited-retries"):
             if cfg.has("retry-limit-without-stream-error"):
                 self.drop()
+            elif cfg.has("idle-timeout-instead-of-retry-limit"):
+                await self.stream_error("connection-timeout", "idle connection")
             else:
                 await self.stream_error("policy-violation", "too many failed authentication attempts")
             raise _Close

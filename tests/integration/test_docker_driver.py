@@ -156,7 +156,8 @@ def test_after_sigkill_targets_clean_removes_what_the_run_left(
     assert len([x for x in left if x.startswith("container ")]) >= 4, left
     clean = _cli("targets", "clean")
     assert clean.returncode == 0, clean.stderr
-    assert set(left) <= set(clean.stdout.splitlines()), clean.stdout
+    # a parallel run's workers outlive their run's process a moment and remove what they can
+    assert set(clean.stdout.splitlines()) <= set(left) | {"interop: nothing to clean"}, clean.stdout
     assert labelled(engine, **_owned_by(child)) == []
 
 

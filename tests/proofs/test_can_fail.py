@@ -108,8 +108,9 @@ PROOFS: dict[str, list[Proof]] = {
         Proof("plain-rejects-right-password", "authenticate alice", "not-authorized"),
     ],
     "auth.sasl.retry-limit": [
-        Proof("retry-limit-without-stream-error", "expect alice: <stream:error/>", "connection closed"),
-        Proof("unlimited-retries", "expect alice: <stream:error/>", "within 45s", long=True),
+        Proof("retry-limit-without-stream-error", "expect alice: policy-violation", "connection closed"),
+        Proof("unlimited-retries", "expect alice: policy-violation", "within 45s", long=True),
+        Proof("idle-timeout-instead-of-retry-limit", "expect alice: policy-violation", "connection-timeout"),
     ],
     "auth.sasl.saslprep": [
         Proof("no-saslprep", "authenticate carol", "not-authorized"),

@@ -26,10 +26,12 @@ def test_plain_lines_when_the_output_is_not_a_terminal() -> None:
     progress.pytest_runtest_logreport(_report(ids[0], "pass"))
     progress.pytest_runtest_logreport(_report(ids[1], "fail", "step 3 (line 9): expected <success/>"))
     progress.pytest_runtest_logreport(_report(ids[2], "unsupported", "no knob muc"))
+    progress.pytest_sessionfinish(None)
     lines = out.getvalue().splitlines()
     assert "FAIL        s.x[b]: step 3 (line 9): expected <success/>" in lines
     assert "UNSUPPORTED s.x[c]: no knob muc" in lines
     assert not any("s.x[a]:" in line for line in lines), "a pass gets no line of its own"
+    assert sum("3/3 items" in line for line in lines) == 1
     assert lines[-1].startswith("3/3 items · pass 1 fail 1 unsupported 1 error 0 · 0:00 elapsed")
 
 
