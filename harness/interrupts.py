@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -54,13 +54,19 @@ def shielded() -> Iterator[None]:
 
 
 def run_to_the_end(
-    argv: list[str], timeout: float | None = None, grace: float = 120.0, **popen: Any
+    argv: list[str],
+    timeout: float | None = None,
+    grace: float = 120.0,
+    started: Callable[[int], None] | None = None,
+    **popen: Any,
 ) -> subprocess.CompletedProcess[str]:
     """Run a child that stops cleanly on Ctrl-C itself (``interop run``: it stops the servers it
     started). ``subprocess.run`` would SIGKILL it on an interrupt or a timeout, leaving its servers
     behind; here the child gets SIGINT (again, if the terminal already sent it one) and ``grace``
     seconds to finish stopping before it is killed, then the interrupt or timeout goes on."""
     with subprocess.Popen(argv, text=True, **popen) as child:
+        if started is not None:
+            started(child.pid)  # e.g. the owner label of the containers it makes
         try:
             stdout, stderr = child.communicate(timeout=timeout)
         except BaseException:

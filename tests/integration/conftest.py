@@ -1,8 +1,14 @@
-"""Integration fixtures: one real run of the authentication matrix on the three local servers.
+"""Integration fixtures: real runs of each category on the three local servers (and with docker).
 
-The run goes through the ``interop`` command exactly as a user starts it; tests then read what
+The runs go through the ``interop`` command exactly as a user starts it; tests then read what
 it wrote. Server directories are kept (``INTEROP_WORKDIR``) so tests can check the accounts'
 passwords never reached the reports.
+
+The category runs the selected tests need start in the background when the first integration
+test starts, :data:`CONCURRENT_RUNS` at a time, and the tests that read them run last
+(``tests/conftest.py`` orders the suite): while those runs go, the integration tests that need
+none run beside them. Each run is still the user's command in a process of its own, with its
+own work folder, loopback blocks and containers.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +41,7 @@ class InteropRun:
     work: Path
     stdout: str
     run: RunRecord | None
+    pid: int = 0  # the interop process (the owner its containers are labelled with)
 
 
 def interop(
@@ -42,9 +50,11 @@ def interop(
     """Run ``interop run`` in a child process with its own run and work directories (and more
     environment variables ``env``)."""
     env = dict(os.environ, INTEROP_WORKDIR=str(work), **(env or {}))
+    pids: list[int] = []
     proc = run_to_the_end(
         [sys.executable, "-m", "harness.cli", "run", "--out", str(out), *args],
         timeout,
+        started=pids.append,
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -57,7 +67,84 @@ def interop(
         work,
         proc.stdout + proc.stderr,
         read_results(results) if results.exists() else None,
+        pids[0],
     )
+
+
+# (category, driver, --jobs or None for the default): a category run the tests read
+RunKey = tuple[str, str, str | None]
+CONCURRENT_RUNS = 2  # each run already runs its items in parallel workers
+RUN_FIXTURES: dict[str, RunKey] = {
+    "auth_run": ("authentication", "local", None),
+    "authz_run": ("authorization", "local", None),
+    "fed_run": ("federation", "local", None),
+    "auth_serial_run": ("authentication", "local", "1"),
+}
+DOCKER_FIXTURE = "both_drivers"  # parametrized by category: the local and the docker run
+
+
+def runs_needed(item: pytest.Item) -> list[RunKey]:
+    """The category runs a test reads."""
+    keys = [RUN_FIXTURES[name] for name in getattr(item, "fixturenames", ()) if name in RUN_FIXTURES]
+    if DOCKER_FIXTURE in getattr(item, "fixturenames", ()):
+        category = item.callspec.params[DOCKER_FIXTURE]
+        keys += [(category, "local", None), (category, "docker", None)]
+    return keys
+
+
+class CategoryRuns:
+    """Category runs in background threads (see the module documentation)."""
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self._factory = factory
+        self._pool = ThreadPoolExecutor(CONCURRENT_RUNS, thread_name_prefix="category-run")
+        self._runs: dict[RunKey, Future[InteropRun]] = {}
+        self._work: list[Path] = []
+
+    def start(self, key: RunKey) -> None:
+        if key not in self._runs:
+            self._runs[key] = self._pool.submit(self._run, *key)
+
+    def get(self, key: RunKey) -> InteropRun:
+        self.start(key)
+        result = self._runs[key].result()
+        assert result.run is not None, f"no results.json; interop printed:\n{result.stdout[-4000:]}"
+        return result
+
+    def _run(self, category: str, driver: str, jobs: str | None) -> InteropRun:
+        base = self._factory.mktemp(f"{category}-{driver}-jobs{jobs or 'auto'}-matrix")
+        work = Path(tempfile.mkdtemp(prefix="interop-test-"))
+        work.chmod(0o755)
+        self._work.append(work)
+        args = ["--driver", driver, "--category", category, "--targets", ",".join(LOCAL_TARGETS)]
+        args += ["--jobs", jobs] if jobs else []
+        return interop(args, base / "out", work, timeout=2400)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for work in self._work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+# the longest first: the tests that read them wait for them at the end of the session
+_ORDER = {("federation", "docker"): 0, ("federation", "local"): 1, ("authorization", "docker"): 2}
+
+
+@pytest.fixture(scope="session")
+def category_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CategoryRuns]:
+    runs = CategoryRuns(tmp_path_factory)
+    needed = {key for item in request.session.items for key in runs_needed(item)}
+    for key in sorted(needed, key=lambda k: (_ORDER.get(k[:2], 3), k[2] is None, k)):
+        runs.start(key)
+    yield runs
+    runs.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _category_runs_started(category_runs: CategoryRuns) -> None:
+    """The background runs start with the first integration test."""
 
 
 @pytest.fixture
@@ -69,25 +156,27 @@ def work_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def category_run(
-    factory: pytest.TempPathFactory, category: str, driver: str = "local", jobs: str | None = None
-) -> Iterator[InteropRun]:
-    """``interop run --category CATEGORY`` on the three Debian servers (with the default --jobs,
-    or ``jobs``), its work dir removed after."""
-    base = factory.mktemp(f"{category}-{driver}-jobs{jobs or 'auto'}-matrix")
-    work = Path(tempfile.mkdtemp(prefix="interop-test-"))
-    work.chmod(0o755)
-    args = ["--driver", driver, "--category", category, "--targets", ",".join(LOCAL_TARGETS)]
-    args += ["--jobs", jobs] if jobs else []
-    result = interop(args, base / "out", work, timeout=2400)
-    assert result.run is not None, f"no results.json; interop printed:\n{result.stdout[-4000:]}"
-    yield result
-    shutil.rmtree(work, ignore_errors=True)
+@pytest.fixture(scope="session")
+def auth_run(category_runs: CategoryRuns) -> InteropRun:
+    return category_runs.get(RUN_FIXTURES["auth_run"])
 
 
 @pytest.fixture(scope="session")
-def auth_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropRun]:
-    yield from category_run(tmp_path_factory, "authentication")
+def authz_run(category_runs: CategoryRuns) -> InteropRun:
+    """The authorization category on the three local servers."""
+    return category_runs.get(RUN_FIXTURES["authz_run"])
+
+
+@pytest.fixture(scope="session")
+def fed_run(category_runs: CategoryRuns) -> InteropRun:
+    """The federation category: every pair scenario over the 9 ordered pairs."""
+    return category_runs.get(RUN_FIXTURES["fed_run"])
+
+
+@pytest.fixture(scope="session")
+def auth_serial_run(category_runs: CategoryRuns) -> InteropRun:
+    """The authentication category one item at a time (``--jobs 1``)."""
+    return category_runs.get(RUN_FIXTURES["auth_serial_run"])
 
 
 def scenarios_of(category: str) -> list[Scenario]:
@@ -102,20 +191,8 @@ def auth_scenarios() -> list[Scenario]:
 
 
 @pytest.fixture(scope="session")
-def fed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropRun]:
-    """The federation category: every pair scenario over the 9 ordered pairs."""
-    yield from category_run(tmp_path_factory, "federation")
-
-
-@pytest.fixture(scope="session")
 def fed_scenarios() -> list[Scenario]:
     return scenarios_of("federation")
-
-
-@pytest.fixture(scope="session")
-def authz_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropRun]:
-    """The authorization category on the three local servers."""
-    yield from category_run(tmp_path_factory, "authorization")
 
 
 @pytest.fixture(scope="session")

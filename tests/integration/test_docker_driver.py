@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -24,7 +23,7 @@ from harness.plugin import CATALOGUE
 from harness.results import read_results
 from harness.targets import docker_images
 from harness.targets.docker import OWNER_LABEL, RUN_LABEL
-from tests.integration.conftest import ROOT, InteropRun, category_run, interop
+from tests.integration.conftest import ROOT, CategoryRuns, InteropRun, interop
 
 LOCAL_RUNS = {"authentication": "auth_run", "authorization": "authz_run", "federation": "fed_run"}
 
@@ -48,12 +47,11 @@ def labelled(client: docker.DockerClient, **labels: str) -> list[str]:
 
 @pytest.fixture(scope="session", params=sorted(LOCAL_RUNS))
 def both_drivers(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, engine: docker.DockerClient
-) -> Iterator[dict[str, InteropRun]]:
+    request: pytest.FixtureRequest, category_runs: CategoryRuns, engine: docker.DockerClient
+) -> dict[str, InteropRun]:
     """One category run with the local driver (the session's) and the same with docker."""
     local = request.getfixturevalue(LOCAL_RUNS[request.param])
-    for docker_run in category_run(tmp_path_factory, request.param, driver="docker"):
-        yield {"local": local, "docker": docker_run}
+    return {"local": local, "docker": category_runs.get((request.param, "docker", None))}
 
 
 def test_both_drivers_give_the_same_verdict_for_every_item(both_drivers) -> None:
@@ -82,7 +80,8 @@ def test_docker_items_ran_in_containers_of_the_same_packages(both_drivers, engin
     # evidence as under the local driver: the servers' log slices, read from the engine and volume
     logged = [i for i in docker_run.run.items if i.actors_connected]
     assert logged and all(any(".log" in key or ".out" in key for key in i.evidence) for i in logged)
-    assert labelled(engine) == [], "a finished run leaves no container, network or volume"
+    owner = {OWNER_LABEL: f"{socket.gethostname()}:{docker_run.pid}"}
+    assert labelled(engine, **owner) == [], "a finished run leaves no container, network or volume"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

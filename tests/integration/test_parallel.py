@@ -11,24 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
-from collections.abc import Iterator
 from itertools import combinations
 from pathlib import Path
 
-import pytest
 from scapy.layers.inet import IP
 from scapy.utils import rdpcap
 
 from harness.results import ItemResult
-from tests.integration.conftest import InteropRun, category_run
+from tests.integration.conftest import InteropRun
 
 IPV4 = re.compile(rb"\b127\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
-
-
-@pytest.fixture(scope="session")
-def auth_serial_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropRun]:
-    """The authentication category one item at a time (``--jobs 1``)."""
-    yield from category_run(tmp_path_factory, "authentication", jobs="1")
 
 
 def _block(address: str) -> int:
