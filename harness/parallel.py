@@ -81,6 +81,20 @@ def configure(config: pytest.Config, count_items: Callable[[], int]) -> None:
         option.dist = "load"
 
 
+# How long the controller waits for its workers to stop their servers when a run ends (xdist's
+# own default, 10 s, then kills them: too short for a worker stopping containers).
+WORKER_STOP_S = 180.0
+
+
+def give_workers_time_to_stop(config: pytest.Config) -> None:
+    """Let every worker stop its targets before xdist would kill it (an interrupt that reached
+    only the run's process ends the workers through xdist, not through a signal of their own)."""
+    session = config.pluginmanager.getplugin("dsession")
+    manager = getattr(session, "nodemanager", None)
+    if manager is not None:
+        manager.EXIT_TIMEOUT = WORKER_STOP_S
+
+
 # rough costs of what happens before an item's steps (seen on 2 cores: an ejabberd restart takes
 # about 10 s, a federation reset about half a second per target)
 KNOB_RESTART_S = 10.0

@@ -436,7 +436,9 @@ class ResultCollector:
             _state(self.config).results.append(ItemResult.from_dict(data))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist ends its workers
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    parallel.give_workers_time_to_stop(session.config)
     state = session.config.stash.get(_STATE, None)
     if state is None:
         return

@@ -6,8 +6,9 @@ Servers' configuration, data and logs live in a private work directory outside t
 A run owns a block of loopback addresses ``127.B.0.0/16``: the DNS responder on ``.0.10``,
 targets from ``.0.11`` on, actors' source addresses in ``.1.0/24``. The block is chosen by
 binding the DNS responder: the first free block wins, so two runs on one machine never share
-addresses. The workers of a parallel run each own a block (and a work folder); they share the
-run's certificate authorities (:func:`run_authorities`).
+addresses; a block where anything already listens is skipped. The workers of a parallel run
+each own a block (and a work folder); they share the run's certificate authorities
+(:func:`run_authorities`).
 """
 
 from __future__ import annotations
@@ -92,6 +93,19 @@ class RunEnvironment:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
+def blocks_with_listeners(table: Path = Path("/proc/net/tcp")) -> set[int]:
+    """Loopback blocks ``127.B/16`` where some TCP socket listens: servers of another run (or
+    left by a killed one) that no DNS responder marks; a run takes none of them."""
+    blocks = set()
+    for line in table.read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state = fields[1], fields[3]
+        address = int(local.split(":")[0], 16).to_bytes(4, "little")
+        if state == "0A" and address[0] == 127:  # LISTEN
+            blocks.add(address[1])
+    return blocks
+
+
 def new_work_dir() -> Path:
     """The folder the run's servers live in: ``INTEROP_WORKDIR`` or a new temporary one."""
     chosen = os.environ.get(WORKDIR_ENV)
@@ -141,7 +155,10 @@ def create_environment(
     env_dir = work_dir / "environment"
     env_dir.mkdir()
     ca, untrusted = run_authorities(authorities_dir or env_dir, run_dir)
+    busy = blocks_with_listeners()
     for block in range(MAX_BLOCKS):
+        if block in busy:
+            continue
         dns = RunDNS(f"127.{block}.0.10", 53)
         try:
             dns.start()

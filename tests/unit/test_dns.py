@@ -125,3 +125,17 @@ def test_resolv_conf_and_hosts_files(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="port 53"):
         RunDNS(ADDRESS, 5353).write_resolv_conf(tmp_path / "other.conf")
+
+
+def test_a_block_where_something_listens_is_not_taken(tmp_path) -> None:
+    """Servers left by a killed run (no DNS responder marks their block any more) keep theirs."""
+    from harness.environment.run_env import blocks_with_listeners
+
+    table = tmp_path / "tcp"
+    table.write_text(
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
+        "   0: 0B000F7F:1466 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0\n"  # 127.15.0.11:5222 listening
+        "   1: 0B00107F:1466 0B000F7F:D431 01 00000000:00000000 00:00000000 00000000     0\n"  # 127.16.0.11, established
+        "   2: 0100000A:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0\n"  # 10.0.0.1: not loopback
+    )
+    assert blocks_with_listeners(table) == {15}
