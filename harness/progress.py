@@ -144,7 +144,12 @@ class RunProgress:
             self._say(self.status())
 
     def _say(self, line: str) -> None:
-        self.console.print(Text(line), soft_wrap=True)
+        """A line: cut to the terminal's width on a terminal (the reports have the whole
+        reason), whole in a log."""
+        if self.live:
+            self.console.print(Text(line), no_wrap=True, overflow="ellipsis")
+        else:
+            self.console.print(Text(line), soft_wrap=True)
 
 
 class _Live(ProgressColumn):
