@@ -104,7 +104,12 @@ class Measured:
         return len({item.worker for item in self.run.items}) or 1
 
     def setup(self, cause: str) -> float:
-        return sum(s["duration_s"] for item in self.run.items for s in item.setup if s["cause"] == cause)
+        """How long items waited for ``cause``: an item's targets start (restart, reset) side by
+        side, so an item waits for the slowest of them."""
+        return sum(
+            max((s["duration_s"] for s in item.setup if s["cause"] == cause), default=0.0)
+            for item in self.run.items
+        )
 
     def items(self) -> float:
         return sum(item.duration_s for item in self.run.items)

@@ -277,12 +277,13 @@ class ScenarioItem(pytest.Item):
         started = utc_timestamp()
         evidence_dir = state.run_dir / "items" / safe_name(self.name)
         topology = state.topology
+        setup: list[SetupStep] = []  # what this item waited for (none when its knobs are missing)
         try:
-            targets = topology.targets(
-                self.roles,
-                topology.role_knobs(self.scenario.roles, self.roles, self.scenario.spec_ref),
-                reset=needs_reset(self.scenario),
-            )
+            knobs = topology.role_knobs(self.scenario.roles, self.roles, self.scenario.spec_ref)
+            try:
+                targets = topology.targets(self.roles, knobs, reset=needs_reset(self.scenario))
+            finally:
+                setup = topology.setup_steps
         except Exception as exc:  # a target that cannot start is an error of every item needing it
             reason = exc.reason if isinstance(exc, StepOutcome) else f"{type(exc).__name__}: {exc}"
             outcome = exc.outcome if isinstance(exc, StepOutcome) else Outcome.ERROR
@@ -296,7 +297,7 @@ class ScenarioItem(pytest.Item):
                 )
                 for role, name in self.roles.items()
             }
-            self.result = state.result(self.scenario, planned, verdict, started, setup=topology.setup_steps)
+            self.result = state.result(self.scenario, planned, verdict, started, setup=setup)
             self._finish(verdict)
             return
         run = run_item(self.scenario, targets, evidence_dir, topology)
@@ -304,7 +305,7 @@ class ScenarioItem(pytest.Item):
         if len(targets) == 1:
             verdict = state.baselines.apply(next(iter(targets.values())).product, self.scenario.id, verdict)
         records = {r: _target_record(t, r, topology.instance_of(t.name)) for r, t in targets.items()}
-        self.result = state.result(self.scenario, records, verdict, started, run, topology.setup_steps)
+        self.result = state.result(self.scenario, records, verdict, started, run, setup)
         _attach_allure(self.scenario, run.evidence)
         self._finish(verdict)
 
