@@ -49,15 +49,6 @@ def worker_name(config: pytest.Config) -> str:
     return config.workerinput["workerid"] if is_worker(config) else MAIN
 
 
-def is_distributed(config: pytest.Config) -> bool:
-    """The controller of a parallel run: it runs no item itself."""
-    return (
-        not is_worker(config)
-        and bool(getattr(config.option, "tx", None))
-        and (getattr(config.option, "dist", "no") != "no")
-    )
-
-
 def scenario_run(config: pytest.Config) -> bool:
     """Whether pytest was asked for scenarios only (``interop run``, ``pytest scenarios/``): the
     harness's own tests (``pytest tests/``) keep pytest's serial default."""

@@ -113,8 +113,7 @@ class CategoryRuns:
 
     def _run(self, category: str, driver: str, jobs: str | None) -> InteropRun:
         base = self._factory.mktemp(f"{category}-{driver}-jobs{jobs or 'auto'}-matrix")
-        work = Path(tempfile.mkdtemp(prefix="interop-test-"))
-        work.chmod(0o755)
+        work = reachable_work_dir()
         self._work.append(work)
         args = ["--driver", driver, "--category", category, "--targets", ",".join(LOCAL_TARGETS)]
         args += ["--jobs", jobs] if jobs else []
@@ -147,11 +146,16 @@ def _category_runs_started(category_runs: CategoryRuns) -> None:
     """The background runs start with the first integration test."""
 
 
-@pytest.fixture
-def work_dir() -> Iterator[Path]:
+def reachable_work_dir() -> Path:
     """A server work directory the servers' users can reach (pytest's own tmp dirs are 0700)."""
     path = Path(tempfile.mkdtemp(prefix="interop-test-"))
     path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def work_dir() -> Iterator[Path]:
+    path = reachable_work_dir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
