@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from harness.verdict import HarnessError
+from harness.verdict import HarnessError, Observation
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,9 @@ class ActorContext:
 class Actor(abc.ABC):
     """A scenario participant. Steps call ``perform(action, params)``.
 
-    Implementations raise :class:`harness.verdict.Failed` when the target broke the rule,
+    Actions that can decide a rule (connect, authenticate, expect, ...) return an
+    :class:`~harness.verdict.Observation` of what they saw. They raise
+    :class:`harness.verdict.Failed` when the target broke the rule,
     :class:`~harness.verdict.Unsupported` when an optional feature is missing and
     :class:`~harness.verdict.HarnessError` when the check itself could not be carried out.
     """
@@ -108,10 +110,12 @@ class Actor(abc.ABC):
         self.options = options
         self.reached_server = False  # set once a connection to the target was established
 
-    async def perform(self, action: str, params: dict[str, Any]) -> None:
+    async def perform(self, action: str, params: dict[str, Any]) -> Observation | None:
+        """Run one action; what it saw (an :class:`Observation`) when it can decide a rule."""
         if action not in self.actions:
             raise HarnessError(f"actor kind {self.kind} has no action {action!r}")
-        await getattr(self, action.replace("-", "_"))(**params)
+        result: Observation | None = await getattr(self, action.replace("-", "_"))(**params)
+        return result
 
     async def round_trip(self, via: str | None = None) -> None:
         """An ordering barrier: a request to the server (or to ``via``, an entity it hosts, such

@@ -19,6 +19,7 @@ from harness.plugin import CATALOGUE, PROJECT_ROOT, new_run_id
 from harness.report import write_reports
 from harness.report.matrix import render_matrix
 from harness.results import ResultsError, exit_code, read_results, write_results
+from harness.scenario.absence import absence_checks, markdown_table
 from harness.scenario.loader import load_all, scenario_files
 from harness.shard import Shard, ShardError
 from harness.standing import bring_down, bring_up, describe, forget, wait_for_the_end
@@ -50,10 +51,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    if args.what in ("scenarios", "all"):
+    if args.what in ("scenarios", "absence", "all"):
         scenarios = _load_or_report(scenario_files(SCENARIOS))
         if scenarios is None:
             return USAGE_ERROR
+        if args.what == "absence":  # every expect-nothing step and its barrier (docs/barriers.md)
+            print(markdown_table(absence_checks(scenarios)))
+            return 0
         for s in sorted(scenarios, key=lambda s: s.id):
             print(f"{s.id:45} {s.level:6} {s.category:15} {s.spec_ref}")
     if args.what in ("targets", "all"):
@@ -231,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     mrg.set_defaults(func=cmd_merge)
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="list scenarios and targets")
-    lst.add_argument("what", nargs="?", choices=["scenarios", "targets", "all"], default="all")
+    lst.add_argument("what", nargs="?", choices=["scenarios", "targets", "absence", "all"], default="all")
     options.add_to_parser(lst, options.LIST)
     lst.set_defaults(func=cmd_list)
     val = sub.add_parser("validate", help="check scenario files; exit 2 on a problem")

@@ -22,7 +22,7 @@ from harness.scenario.model import Scenario, Step
 from harness.targets.running import RunningTarget
 from harness.trace.capture import PacketCapture
 from harness.trace.scrub import scrub_credentials
-from harness.verdict import Failed, HarnessError, Outcome, StepOutcome, Verdict
+from harness.verdict import Failed, HarnessError, Observation, Outcome, StepOutcome, Verdict
 
 STEP_TIMEOUT_S = 10.0
 # The whole item's deadline on top of each step's: a run never hangs.
@@ -55,6 +55,15 @@ class StepTiming:
     duration_s: float
 
 
+@dataclass(frozen=True)
+class Decision:
+    """The evidence of a pass: a step the scenario marks ``decisive`` and what it saw."""
+
+    step: int  # 1-based, as in verdict reasons
+    line: int
+    observed: str
+
+
 @dataclass
 class ItemRun:
     verdict: Verdict
@@ -62,6 +71,7 @@ class ItemRun:
     evidence: dict[str, Path] = field(default_factory=dict)
     actors_connected: bool = False
     steps: list[StepTiming] = field(default_factory=list)  # the steps that ran, in order
+    decided_by: list[Decision] = field(default_factory=list)  # decisive steps that completed
 
 
 def item_id(scenario: Scenario, names: dict[str, str]) -> str:
@@ -123,23 +133,21 @@ def _missing_features(scenario: Scenario, targets: dict[str, RunningTarget]) -> 
     return None
 
 
-async def _expect_any(actors: dict[str, Actor], params: dict[str, Any]) -> None:
+async def _expect_any(actors: dict[str, Actor], params: dict[str, Any]) -> Observation:
     """Pass when any alternative's expectation holds (e.g. either actor sees a conflict)."""
     shared = {"within": params["within"]} if "within" in params else {}
-    tasks = [
-        asyncio.create_task(
-            actors[alt["actor"]].perform(
-                "expect", {**shared, **{k: v for k, v in alt.items() if k not in COMMON_STEP_KEYS}}
-            )
-        )
-        for alt in params["alternatives"]
-    ]
+
+    async def alternative(number: int, alt: dict[str, Any]) -> Observation:
+        own = {k: v for k, v in alt.items() if k not in COMMON_STEP_KEYS}
+        seen = await actors[alt["actor"]].perform("expect", {**shared, **own})
+        return Observation(f"alternative {number} ({alt['actor']}): {seen.text if seen else 'held'}")
+
+    tasks = [asyncio.create_task(alternative(n, alt)) for n, alt in enumerate(params["alternatives"], 1)]
     reasons = []
     try:
         for next_done in asyncio.as_completed(tasks):
             try:
-                await next_done
-                return
+                return await next_done
             except Failed as exc:
                 reasons.append(exc.reason)
     finally:
@@ -158,15 +166,28 @@ async def _admin(target: RunningTarget, params: dict[str, Any]) -> None:
 
 async def _perform(
     step: Step, actors: dict[str, Actor], targets: dict[str, RunningTarget], params: dict[str, Any]
-) -> None:
+) -> Observation | None:
     for name in step.after:  # the ordering barrier: what these actors sent has been handled
         await actors[name].round_trip(params.get("via"))
     if step.action == "expect-any":
-        await _expect_any(actors, params)
-    elif step.action == "admin":
+        return await _expect_any(actors, params)
+    if step.action == "admin":
         await _admin(targets[params["role"]], params)
-    else:
-        await actors[step.actor].perform(step.action, params)
+        return None
+    return await actors[step.actor].perform(step.action, params)
+
+
+def _decide(step: Step, index: int, seen: Observation | None, decided: list[Decision]) -> Verdict | None:
+    """Record what a decisive step saw; a step that did not put the rule to the test ends the item
+    ``unsupported`` (a pass must rest on an observation of the rule, never on a default)."""
+    if seen is None or not seen.exercised:
+        what = seen.text if seen else "the step observed nothing"
+        return Verdict(
+            Outcome.UNSUPPORTED,
+            f"{step.describe(index)} checks the rule but did not put it to the test: {what}",
+        )
+    decided.append(Decision(index + 1, step.line, seen.text))
+    return None
 
 
 async def _run_steps(
@@ -175,6 +196,7 @@ async def _run_steps(
     targets: dict[str, RunningTarget],
     placeholders: Placeholders,
     timings: list[StepTiming],
+    decided: list[Decision],
 ) -> Verdict:
     for index, step in enumerate(scenario.steps):
         started = time.monotonic()
@@ -185,7 +207,9 @@ async def _run_steps(
                 + [float(a.get("within", 0)) for a in params.get("alternatives", [])]
             )
             async with asyncio.timeout(within + STEP_TIMEOUT_S * 2):
-                await _perform(step, actors, targets, params)
+                seen = await _perform(step, actors, targets, params)
+            if step.decisive and (untested := _decide(step, index, seen, decided)):
+                return untested
         except StepOutcome as exc:
             if exc.outcome is Outcome.FAIL and step.unsupported_on_fail:
                 return Verdict(Outcome.UNSUPPORTED, f"{step.unsupported_on_fail} ({exc.reason})")
@@ -195,6 +219,8 @@ async def _run_steps(
         finally:
             elapsed = round(time.monotonic() - started, 4)
             timings.append(StepTiming(index + 1, step.line, step.action, step.actor, elapsed))
+    if not decided:  # the loader requires a decisive step; a pass never rests on none
+        return Verdict(Outcome.ERROR, "no step marked decisive completed: nothing shows the rule was checked")
     return Verdict(Outcome.PASS, "")
 
 
@@ -205,6 +231,7 @@ async def _run(
     services: RunServices,
     item: str,
     timings: list[StepTiming],
+    decided: list[Decision],
 ) -> tuple[Verdict, dict[str, Actor]]:
     kinds = actor_kinds()
     actors: dict[str, Actor] = {}
@@ -238,7 +265,7 @@ async def _run(
     placeholders = Placeholders(actors, targets, item)
     try:
         async with asyncio.timeout(ITEM_TIMEOUT_S):
-            verdict = await _run_steps(scenario, actors, targets, placeholders, timings)
+            verdict = await _run_steps(scenario, actors, targets, placeholders, timings, decided)
     except TimeoutError:
         verdict = Verdict(Outcome.ERROR, f"item did not finish within {ITEM_TIMEOUT_S:.0f} s")
     finally:
@@ -263,8 +290,9 @@ def run_item(
     capture.start()
     actors: dict[str, Actor] = {}
     timings: list[StepTiming] = []
+    decided: list[Decision] = []
     try:
-        verdict, actors = asyncio.run(_run(scenario, targets, evidence_dir, services, item, timings))
+        verdict, actors = asyncio.run(_run(scenario, targets, evidence_dir, services, item, timings, decided))
     except StepOutcome as exc:  # raised while building actors (e.g. account creation failed)
         verdict = Verdict(exc.outcome, exc.reason)
     except Exception as exc:  # the harness's own bug: an error verdict, never a crash of the run
@@ -299,4 +327,4 @@ def run_item(
     connected = any(a.reached_server for a in actors.values())
     if verdict.outcome is Outcome.PASS and actors and not connected:
         verdict = Verdict(Outcome.ERROR, "no actor reached the server")
-    return ItemRun(verdict, time.monotonic() - started, evidence, connected, timings)
+    return ItemRun(verdict, time.monotonic() - started, evidence, connected, timings, decided)

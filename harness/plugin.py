@@ -142,6 +142,7 @@ class RunState:
             steps=[dataclasses.asdict(step) for step in (run.steps if run else [])],
             setup=[dataclasses.asdict(step) for step in setup or []],
             worker=self.worker,
+            decided_by=[dataclasses.asdict(d) for d in (run.decided_by if run else [])],
         )
 
     def finish(self) -> RunRecord:

@@ -31,6 +31,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "LEVELS",
+    "POLICY",
     "SCHEMA_VERSION",
     "ItemResult",
     "ResultsError",
@@ -46,7 +47,11 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-LEVELS: tuple[str, ...] = ("MUST", "SHOULD", "MAY")
+LEVELS: tuple[str, ...] = ("MUST", "SHOULD", "MAY")  # conformance: the RFC 2119 keyword of the rule
+# A policy check scores a behaviour no RFC or XEP requires but campuses care about (open
+# registration, brute-force limits), cited to a best current practice; it is counted apart from
+# the conformance levels in every report and never fails the run.
+POLICY = "POLICY"
 EXIT_OK = 0
 EXIT_FAILED = 1
 
@@ -141,6 +146,8 @@ class ItemResult:
     # what the item waited for before its steps: {cause, target, duration_s} (benchmark figures)
     setup: list[dict[str, Any]] = field(default_factory=list)
     worker: str = "main"  # the worker that ran it (its targets are that worker's own)
+    # the decisive steps that completed and what each saw: {step, line, observed}; a pass rests on them
+    decided_by: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.outcome, Outcome):
@@ -195,6 +202,7 @@ class ItemResult:
             "steps": [dict(step) for step in self.steps],
             "setup": [dict(step) for step in self.setup],
             "worker": self.worker,
+            "decided_by": [dict(d) for d in self.decided_by],
         }
 
     @classmethod

@@ -29,6 +29,22 @@ class Verdict:
         object.__setattr__(self, "reason", " ".join(self.reason.split()))
 
 
+@dataclass(frozen=True)
+class Observation:
+    """What a completed step saw, in one line (e.g. ``received <failure [not-authorized]>``).
+
+    On the step a scenario marks ``decisive`` it is the evidence a ``pass`` rests on. A step can
+    complete without putting the rule to the test (a refusal of something the target never
+    offered to anyone): ``exercised=False`` then makes the item ``unsupported``, never ``pass``.
+    """
+
+    text: str
+    exercised: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", " ".join(self.text.split()))
+
+
 class StepOutcome(Exception):
     """Base of the exceptions that end an item with a verdict other than pass."""
 

@@ -174,13 +174,16 @@ class CertificateAuthority:
         not_after: datetime.datetime | None = None,
         key_usage_server_and_client: bool = True,
         xmpp_addr: bool = False,
+        dns_id: bool = True,
     ) -> IssuedCertificate:
         """Issue a server certificate for a domain, written as ``<domain>.crt/.key/.pem``.
 
         SAN: ``domain`` and each of ``extra_names`` as DNS names; with ``xmpp_addr`` also
         ``domain`` as id-on-xmppAddr. A wrong-name certificate is one issued for another domain; an expired
         one has ``not_after`` in the past. With ``key_usage_server_and_client=False`` the
-        certificate has serverAuth only, which a peer may refuse for an outgoing s2s link.
+        certificate has serverAuth only, which a peer may refuse for an outgoing s2s link. With
+        ``dns_id=False`` the names are no DNS-IDs: the domain is only the CN and an
+        id-on-xmppAddr (what RFC 6125 §4.1 advises against; a client must not accept it).
         """
         names = [domain, *extra_names]
         usages = [ExtendedKeyUsageOID.SERVER_AUTH]
@@ -188,7 +191,10 @@ class CertificateAuthority:
             usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         return self._issue(
             common_name=domain,
-            alt_names=[*(x509.DNSName(name) for name in names), *([_xmpp_addr(domain)] if xmpp_addr else [])],
+            alt_names=[
+                *(x509.DNSName(name) for name in names if dns_id),
+                *([_xmpp_addr(domain)] if xmpp_addr or not dns_id else []),
+            ],
             usages=usages,
             directory=directory,
             not_before=not_before,

@@ -21,7 +21,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from harness.results import LEVELS, ItemResult, RunRecord, exit_problems
+from harness.results import LEVELS, POLICY, ItemResult, RunRecord, exit_problems
 from harness.verdict import Outcome
 
 __all__ = [
@@ -137,15 +137,17 @@ def score(run: RunRecord) -> dict[str, dict[str, dict[str, tuple[int, int, int]]
 
 
 def format_score(levels: dict[str, tuple[int, int, int]]) -> str:
-    """``MUST 10/12 (1 unsupported), SHOULD 2/3, MAY 0/0``."""
-    parts = []
-    for level in LEVELS:
+    """``MUST 10/12 (1 unsupported), SHOULD 2/3, MAY 0/0``, then ``; policy 1/3`` apart when the
+    target had policy checks (they are no part of conformance)."""
+
+    def one(level: str, label: str) -> str:
         passed, total, unsupported = levels.get(level, (0, 0, 0))
-        text = f"{level} {passed}/{total}"
-        if unsupported:
-            text += f" ({unsupported} unsupported)"
-        parts.append(text)
-    return ", ".join(parts)
+        return f"{label} {passed}/{total}" + (f" ({unsupported} unsupported)" if unsupported else "")
+
+    text = ", ".join(one(level, level) for level in LEVELS)
+    if any(levels.get(POLICY, (0, 0, 0))):
+        text += "; " + one(POLICY, "policy")
+    return text
 
 
 def _pair_summary(items: Iterable[ItemResult]) -> str:
@@ -318,6 +320,8 @@ def _legend() -> list[str]:
         "  Counted as passed in the score.",
         "- `FAIL: <reason>`: the target broke the rule the scenario checks; the reason says how.",
         "  A MUST-level FAIL fails the run; SHOULD and MAY failures are findings that do not.",
+        "  POLICY items check a best current practice no RFC or XEP requires: scored apart",
+        '  ("policy p/t"), never part of conformance, never failing the run.',
         "- `ERROR: <reason>`: the harness or the target could not complete the check "
         "(crash, timeout, setup).",
         "  Not a judgement of the rule, but any ERROR fails the run; counted in the total, not as passed.",

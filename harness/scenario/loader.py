@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from harness.actors import actor_kinds
+from harness.scenario.absence import checks_of
 from harness.scenario.model import DEFAULT_ROLE, ActorSpec, Scenario, Step
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
@@ -27,7 +28,9 @@ ACTOR_ATTRIBUTES = ("jid", "user", "password", "domain", "full_jid")
 ROLE_ATTRIBUTES = ("domain", "address", "name")
 FREE_PLACEHOLDERS = ("random", "item")
 KNOB_ROLE_ATTRIBUTES = ("domain", "name")
-COMMON_STEP_KEYS = ("actor", "note", "unsupported_on_fail", "after")
+COMMON_STEP_KEYS = ("actor", "note", "unsupported_on_fail", "after", "decisive")
+# the actions whose outcome can check a rule (``decisive: true``); the others set things up
+DECIDING_ACTIONS = ("connect", "authenticate", "expect", "expect-nothing", "expect-any")
 
 
 @dataclass(frozen=True)
@@ -226,8 +229,12 @@ def load_scenario(path: Path) -> Scenario:
                 line,
                 common["unsupported_on_fail"],
                 tuple(common["after"] or ()),
+                bool(common["decisive"]),
             )
         )
+    problems.extend(_decisive_problems(data["steps"], steps, lines))
+    if len(steps) == len(data["steps"]):
+        problems.extend(_barrier_problems(data["id"], len(roles) == 2, steps))
     if problems:
         raise ScenarioError(path, problems)
     return Scenario(
@@ -246,6 +253,51 @@ def load_scenario(path: Path) -> Scenario:
         accounts={name: a["password"] for name, a in (data.get("accounts") or {}).items()},
         sha256=hashlib.sha256(raw).hexdigest(),
     )
+
+
+def _barrier_problems(scenario_id: str, is_pair: bool, steps: list[Step]) -> list[Problem]:
+    """An absence check whose barrier does not order what it checks (docs/barriers.md)."""
+    return [
+        Problem(check.line, f"step {check.step}: expect-nothing: {check.problem} (docs/barriers.md)")
+        for check in checks_of(scenario_id, is_pair, steps)
+        if check.problem
+    ]
+
+
+def _decisive_problems(
+    entries: list[dict[str, Any]], steps: list[Step], lines: dict[tuple[Any, ...], int]
+) -> list[Problem]:
+    """A scenario marks the step(s) that check its rule, and only steps that can check one."""
+    problems = []
+    for index, step in enumerate(steps):
+        if not step.decisive:
+            continue
+        at = _line_of(lines, ("steps", index, step.action, "decisive"))
+        if step.action not in DECIDING_ACTIONS:
+            problems.append(
+                Problem(
+                    at,
+                    f"step {index + 1}: decisive: a {step.action} step checks nothing; "
+                    f"mark the step that checks the rule ({', '.join(DECIDING_ACTIONS)})",
+                )
+            )
+        if step.unsupported_on_fail:
+            problems.append(
+                Problem(
+                    at,
+                    f"step {index + 1}: decisive and unsupported_on_fail: the step that "
+                    "checks the rule cannot turn its fail into unsupported",
+                )
+            )
+    if steps and not any(step.decisive for step in steps) and len(steps) == len(entries):
+        problems.append(
+            Problem(
+                _line_of(lines, ("steps",)),
+                "no step is marked decisive: true; mark the step "
+                "whose outcome checks the rule (docs/scenarios.md, 'The decisive step')",
+            )
+        )
+    return problems
 
 
 def _check_step(

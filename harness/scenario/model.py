@@ -13,13 +13,15 @@ DEFAULT_ROLE = "server"
 class Step:
     action: str
     actor: str
-    params: dict[str, Any]  # the action's own parameters (without actor/note/unsupported_on_fail)
+    params: dict[str, Any]  # the action's own parameters (without the COMMON_STEP_KEYS)
     # ``actor`` is empty for expect-any, whose params hold the alternatives, each with its actor
     line: int
     unsupported_on_fail: str | None = None
     # actors that first complete a round trip through the server (an ordering barrier: what they
     # sent before has been handled), in this order
     after: tuple[str, ...] = ()
+    # the step that checks the rule: a pass rests on what it saw (``Decision`` in the results)
+    decisive: bool = False
 
     def describe(self, index: int) -> str:
         return f"step {index + 1} (line {self.line})"

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
-from tests.doubles.xmpp_server import FLAWS, DoubleService, _Connection, _local, service
+from tests.doubles.xmpp_config import FLAWS
+from tests.doubles.xmpp_service import DoubleService, service
+from tests.doubles.xmpp_xml import _local
+
+if TYPE_CHECKING:
+    from tests.doubles.xmpp_server import _Connection
 
 FLAWS.update(
     {

@@ -5,24 +5,22 @@ from __future__ import annotations
 import copy as copy_module
 import os
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
-from tests.doubles.xmpp_server import (
-    FLAWS,
-    NS_CLIENT,
-    DoubleService,
-    XmppDouble,
-    _Connection,
-    _local,
-    bare_jid,
-    domain_of,
-    service,
-)
+from tests.doubles.xmpp_config import FLAWS
+from tests.doubles.xmpp_service import DoubleService, service
+from tests.doubles.xmpp_xml import NS_CLIENT, _local, bare_jid, domain_of
+
+if TYPE_CHECKING:
+    from tests.doubles.xmpp_server import XmppDouble, _Connection
 
 FLAWS.update(
     {
         "block-no-push": "a block command is answered, but no block push goes to the user's resources "
         "that requested the block list, XEP-0191 §3.3",
+        "block-without-unavailable": "blocking a contact sends it no unavailable presence, so the "
+        "user still looks online to it, XEP-0191 §3.3",
         "block-ignored-messages": "messages from a blocked JID are still delivered to the user, XEP-0191 §3.3",
         "block-ignored-presence": "presence from a blocked JID (notifications, subscription requests) is "
         "still delivered to the user, XEP-0191 §3.3",
@@ -209,6 +207,9 @@ class BlockingService(DoubleService):
     async def presence_after(self, user: str, contacts: list[str], available: bool) -> None:
         """§3.3 / §3.4: unavailable presence (block) or the current presence (unblock) of each of
         the user's available resources to each contact allowed to receive it."""
+        if not available and self.cfg.has("block-without-unavailable"):
+            self.server.log("flaw block-without-unavailable: no unavailable presence to the blocked")
+            return
         roster = self.server.rosters.get(user, {})
         for session in self.server.available(user):
             assert session.presence is not None and session.jid is not None

@@ -5,21 +5,15 @@ from __future__ import annotations
 import copy as copy_module
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
-from tests.doubles.xmpp_server import (
-    FLAWS,
-    NS_CLIENT,
-    NS_DISCO_INFO,
-    NS_PING,
-    DoubleService,
-    XmppDouble,
-    _Connection,
-    _local,
-    bare_jid,
-    domain_of,
-    service,
-)
+from tests.doubles.xmpp_config import FLAWS
+from tests.doubles.xmpp_service import DoubleService, service
+from tests.doubles.xmpp_xml import NS_CLIENT, NS_DISCO_INFO, NS_PING, _local, bare_jid, domain_of
+
+if TYPE_CHECKING:
+    from tests.doubles.xmpp_server import XmppDouble, _Connection
 
 FLAWS.update(
     {

@@ -8,19 +8,15 @@ import datetime as dt
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
-from tests.doubles.xmpp_server import (
-    FLAWS,
-    NS_CLIENT,
-    DoubleService,
-    XmppDouble,
-    _client_xml,
-    _Connection,
-    _local,
-    bare_jid,
-    service,
-)
+from tests.doubles.xmpp_config import FLAWS
+from tests.doubles.xmpp_service import DoubleService, service
+from tests.doubles.xmpp_xml import NS_CLIENT, _client_xml, _local, bare_jid
+
+if TYPE_CHECKING:
+    from tests.doubles.xmpp_server import XmppDouble, _Connection
 
 FLAWS.update(
     {

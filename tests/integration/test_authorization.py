@@ -107,7 +107,9 @@ def test_benchmark_prints_the_time_spent_in_absence_checks(authz_run):
     setup = out.split("Target start, restart and reset times")[1].split("Absence checks")[0]
     absence = out.split("Absence checks per target")[1]
     for target in LOCAL_TARGETS:
-        assert any(line.split()[:2] == [target, "start"] for line in setup.splitlines() if line.strip()), setup
+        assert any(line.split()[:2] == [target, "start"] for line in setup.splitlines() if line.strip()), (
+            setup
+        )
         row = next(line for line in absence.splitlines() if line.startswith(f"{target} "))
         checks = int(row.split()[1])
         assert checks > 0, row

@@ -62,7 +62,9 @@ class FedProof:
     why: str = ""
 
 
-VALID_CERT = with_params("connect impostor", certificate="valid")
+def valid_cert(bad: str) -> Mutation:
+    """The impostor presents a valid certificate where the scenario presents a ``bad`` one."""
+    return with_params(f"connect impostor: '{bad}'", certificate="valid")
 
 FED_PROOFS: dict[str, FedProof] = {
     "fed.tls.starttls-offered": FedProof(
@@ -72,7 +74,10 @@ FED_PROOFS: dict[str, FedProof] = {
         "the features after TLS have no <starttls/>: the expect step reads what is offered",
     ),
     "fed.tls.required": FedProof(
-        ("prosody", "jabberd2"), "authenticate remote", None, "jabberd2 as packaged: TLS optional on s2s"
+        ("prosody", "jabberd2"),
+        "authenticate remote: 'failure'",
+        None,
+        "jabberd2 as packaged: TLS optional on s2s",
     ),
     "fed.dialback.verify": FedProof(
         ("prosody", "ejabberd"),
@@ -81,21 +86,27 @@ FED_PROOFS: dict[str, FedProof] = {
         "the peer's listener does not vouch for its key",
     ),
     "fed.dialback.invalid-key-rejected": FedProof(
-        ("ejabberd", "prosody"),
-        "authenticate impostor",
-        lambda s: with_params("authenticate impostor", key="valid")(
-            with_params("connect impostor", **{"from": None, "certificate": "valid"})(s)
+        ("prosody", "ejabberd"),
+        "authenticate impostor: 'failure'",
+        lambda s: with_params("authenticate impostor: 'failure'", key="valid")(
+            with_params("connect impostor: origin.domain", **{"from": None})(s)
         ),
         "the peer claims its own domain and sends a key its listener vouches for",
     ),
-    "fed.cert.untrusted-ca-rejected": FedProof(("ejabberd", "prosody"), "authenticate impostor", VALID_CERT),
-    "fed.cert.wrong-name-rejected": FedProof(("ejabberd", "prosody"), "authenticate impostor", VALID_CERT),
-    "fed.cert.expired-rejected": FedProof(("ejabberd", "prosody"), "authenticate impostor", VALID_CERT),
+    "fed.cert.untrusted-ca-rejected": FedProof(
+        ("ejabberd", "prosody"), "authenticate impostor: 'failure'", valid_cert("untrusted")
+    ),
+    "fed.cert.wrong-name-rejected": FedProof(
+        ("ejabberd", "prosody"), "authenticate impostor: 'failure'", valid_cert("wrong-name")
+    ),
+    "fed.cert.expired-rejected": FedProof(
+        ("ejabberd", "prosody"), "authenticate impostor: 'failure'", valid_cert("expired")
+    ),
     "fed.sasl-external.valid-cert": FedProof(
-        ("prosody", "ejabberd"),
-        "authenticate remote",
-        with_params("connect remote", certificate="untrusted"),
-        "ejabberd refuses EXTERNAL for a certificate it cannot verify",
+        ("prosody", "jabberd2"),
+        "expect remote: EXTERNAL",
+        None,
+        "jabberd2 as packaged offers no SASL EXTERNAL to a peer with a valid certificate",
     ),
     "fed.spoof.from-domain-mismatch": FedProof(
         ("prosody", "jabberd2"), "expect remote", None, "jabberd2 drops the stanza silently"
@@ -138,6 +149,7 @@ def test_fails_on_real_servers(scenario_id: str, topology: Topology, tmp_path: P
     if proof.mutate is not None:
         scenario = proof.mutate(scenario)
     index, step = find_step(scenario, proof.step)
+    assert step.decisive, f"the proof of {scenario_id} fails at {proof.step!r}, not a decisive step"
     origin, receiver = proof.pair
     names = {"origin": origin, "receiver": receiver}
     targets = topology.targets(names, topology.role_knobs(scenario.roles, names), reset=needs_reset(scenario))

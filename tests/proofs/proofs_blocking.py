@@ -26,4 +26,7 @@ PROOFS: dict[str, list[Proof]] = {
         Proof("blocked-presence-bounced", "expect-nothing alice", "matches <presence type='error'/>"),
         Proof("blocked-iq-result-bounced", "expect-nothing alice", "received <iq type='error' id='r-"),
     ],
+    "authz.blocking.unavailable-to-blocked": [
+        Proof("block-without-unavailable", "expect alice: unavailable", "within"),
+    ],
 }

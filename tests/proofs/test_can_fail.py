@@ -72,6 +72,23 @@ PROOFS: dict[str, list[Proof]] = {
     "auth.bind.server-generated-resource": [
         Proof("no-server-resource", "authenticate alice", "bad-request"),
     ],
+    "auth.legacy.iq-auth-after-sasl-failure": [
+        Proof("legacy-auth-after-sasl-failure", "expect alice: policy-violation", "policy-violation"),
+    ],
+    "auth.legacy.iq-auth-not-before-tls": [
+        Proof(
+            "legacy-auth-before-tls",
+            "expect alice: iq-auth",
+            "unexpected child {http://jabber.org/features/iq-auth}auth",
+        ),
+    ],
+    "auth.register.not-before-tls": [
+        Proof(
+            "register-before-tls",
+            "expect newcomer: iq-register",
+            "unexpected child {http://jabber.org/features/iq-register}register",
+        ),
+    ],
     "auth.register.policy": [
         Proof("register-not-allowed", "expect newcomer: jabber:iq:register", "id='reg1'"),
         Proof("register-silent", "expect newcomer: jabber:iq:register", "nothing like it received"),
@@ -138,6 +155,7 @@ PROOFS: dict[str, list[Proof]] = {
     ],
     "auth.tls.certificate-matches-domain": [
         Proof("wrong-cert-name", "connect alice", "certificate verification failed"),
+        Proof("cert-without-dns-id", "connect alice", "certificate verification failed"),
     ],
     "auth.tls.direct-tls": [
         Proof("direct-tls-wrong-cert", "connect alice", "certificate verification failed"),
@@ -187,10 +205,18 @@ PROOFS: dict[str, list[Proof]] = {
     "fed.s2s.remote-user-not-found": [
         Proof(
             "unknown-user-item-not-found",
-            "expect alice: service-unavailable",
+            "expect alice: nu-version",
             "missing child {urn:ietf:params:xml:ns:xmpp-stanzas}service-unavailable",
-            long=True,
         ),
+        Proof("unknown-user-pong", "expect alice: nu-ping", "attribute type is 'result', expected 'error'"),
+    ],
+    "authz.stanza.local-user-not-found": [
+        Proof(
+            "unknown-user-item-not-found",
+            "expect alice: nu-version",
+            "missing child {urn:ietf:params:xml:ns:xmpp-stanzas}service-unavailable",
+        ),
+        Proof("unknown-user-pong", "expect alice: nu-ping", "attribute type is 'result', expected 'error'"),
     ],
 }
 
@@ -372,9 +398,13 @@ def test_scenarios_load() -> None:
 def test_passes_against_the_correct_double(
     scenario_id: str, pki: Pki, services: DoubleServices, tmp_path: Path
 ) -> None:
-    run = run_against(SCENARIOS[scenario_id], pki, services, (), tmp_path)
+    scenario = SCENARIOS[scenario_id]
+    run = run_against(scenario, pki, services, (), tmp_path)
     assert run.verdict.outcome is Outcome.PASS, explain(run, tmp_path)
     assert run.actors_connected
+    # the pass rests on every step the scenario marks decisive, each with what it saw
+    decisive = [index + 1 for index, step in enumerate(scenario.steps) if step.decisive]
+    assert [d.step for d in run.decided_by] == decisive and all(d.observed for d in run.decided_by)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -400,6 +430,10 @@ def test_fails_against_the_flawed_double(
         workdir = tmp_path
         run = run_against(scenario, pki, services, proof.flaws, workdir)
     assert run.verdict.outcome is Outcome.FAIL, explain(run, workdir)
+    if proof is PROOFS[case.scenario_id][0]:  # the main proof breaks the rule itself
+        assert step.decisive, (
+            f"the main proof of {case.scenario_id} fails at {proof.step!r}, not a decisive step"
+        )
     prefix = step.describe(index) + ":"
     where = f"expected the failure at {prefix}\n"
     assert run.verdict.reason.startswith(prefix), where + explain(run, workdir)
@@ -567,7 +601,9 @@ def test_pytest_habits_hold_in_a_parallel_run(pki: Pki, tmp_path: Path) -> None:
     has its items run by one worker, one after the other."""
     selection = [arg for s in SHARD_SCENARIOS for arg in ("--scenario", s)]
     with running_double(pki, (), accounts=dict(DOUBLE_ACCOUNTS)) as target:
-        done, out = interop_on_double(target, pki, "k", tmp_path / "k", "--jobs", "2", *selection, "--", "-k", "sasl")
+        done, out = interop_on_double(
+            target, pki, "k", tmp_path / "k", "--jobs", "2", *selection, "--", "-k", "sasl"
+        )
         target_file = tmp_path / "k" / "k.target.yaml"
         listed = subprocess.run(
             [sys.executable, "-m", "pytest", "scenarios", "--target-file", str(target_file), "--jobs", "2"]
@@ -584,7 +620,9 @@ def test_pytest_habits_hold_in_a_parallel_run(pki: Pki, tmp_path: Path) -> None:
         )
     transcript = done.stdout[-2000:] + done.stderr[-2000:]
     run = read_results(out / "results.json")
-    assert sorted(i.scenario_id for i in run.items) == sorted(s for s in SHARD_SCENARIOS if "sasl" in s), transcript
+    assert sorted(i.scenario_id for i in run.items) == sorted(s for s in SHARD_SCENARIOS if "sasl" in s), (
+        transcript
+    )
     assert len({i.worker for i in run.items}) == 1 and run.items[0].worker.startswith("gw")
     junit = (out / "junit.xml").read_text()
     assert junit.count("<testcase ") == len(run.items)

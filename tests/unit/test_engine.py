@@ -12,7 +12,7 @@ from harness.actors import Account, Actor, actor_kinds
 from harness.engine import run_item
 from harness.scenario.loader import ScenarioError, load_scenario
 from harness.targets.running import RunningTarget
-from harness.verdict import Outcome, TargetError
+from harness.verdict import Observation, Outcome, TargetError
 
 SCENARIO = """\
 id: auth.engine.two-accounts
@@ -25,7 +25,7 @@ actors:
   alice: {kind: xmpp-raw, account: alice}
   bob: {kind: xmpp-raw, account: bob}
 steps:
-  - connect: {actor: alice}
+  - connect: {actor: alice, decisive: true}
 """
 
 
@@ -94,7 +94,8 @@ actors:
 steps:
   - admin: {op: create-room, room: "r-${random}@conference.${server.domain}", owner: "${alice.jid}"}
   - send: {actor: alice, xml: "<message/>"}
-  - expect-nothing: {actor: bob, after: [alice, carol], via: "r-${random}@conference.${server.domain}", match: m}
+  - expect-nothing: {actor: bob, after: [alice, carol], via: "r-${random}@conference.${server.domain}", match: m,
+                    decisive: true}
 """
 
 
@@ -109,9 +110,12 @@ class Recorder(Actor):
     }
     calls: ClassVar[list[str]] = []
 
-    async def perform(self, action: str, params: dict[str, Any]) -> None:
+    async def perform(self, action: str, params: dict[str, Any]) -> Observation | None:
         self.reached_server = True
         self.calls.append(f"{self.ctx.name} {action} {params.get('via', '')}".strip())
+        if action != "expect-nothing":
+            return None
+        return Observation(f"saw {params['match']}", exercised=params["match"] != "untested")
 
     async def round_trip(self, via: str | None = None) -> None:
         self.calls.append(f"{self.ctx.name} round-trip {via}")
@@ -163,6 +167,85 @@ def test_after_runs_round_trips_in_order_and_admin_reaches_the_target(
         (3, "expect-nothing", "bob"),
     ]
     assert all(s.duration_s >= 0 for s in run.steps)
+    assert [(d.step, d.observed) for d in run.decided_by] == [(3, "saw m")]
+
+
+def _run_recorders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, steps: str) -> Any:
+    kinds = {**actor_kinds(), "recorder": Recorder}
+    monkeypatch.setattr("harness.engine.actor_kinds", lambda: kinds)
+    monkeypatch.setattr("harness.scenario.loader.actor_kinds", lambda: kinds)
+    monkeypatch.setattr("harness.engine.PacketCapture", NoCapture)
+    path = tmp_path / "authz.engine.barrier.yaml"
+    path.write_text(BARRIER_SCENARIO[: BARRIER_SCENARIO.index("steps:")] + "steps:\n" + steps)
+    return run_item(
+        load_scenario(path), {"server": AdminTarget(tmp_path / "server.log")}, tmp_path / "ev", NoServices()
+    )
+
+
+def test_a_decisive_step_that_did_not_test_the_rule_makes_the_item_unsupported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _run_recorders(
+        tmp_path,
+        monkeypatch,
+        "  - expect-nothing: {actor: bob, match: untested, decisive: true}\n"
+        "  - expect-nothing: {actor: bob, match: later}\n",
+    )
+    assert run.verdict.outcome is Outcome.UNSUPPORTED
+    assert (
+        run.verdict.reason == "step 1 (line 12) checks the rule but did not put it to the test: saw untested"
+    )
+    assert run.decided_by == []
+    assert [s.step for s in run.steps] == [1]  # the item ends there
+
+
+def test_the_same_observation_on_a_step_that_is_not_decisive_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _run_recorders(
+        tmp_path,
+        monkeypatch,
+        "  - expect-nothing: {actor: bob, match: untested}\n"
+        "  - expect-nothing: {actor: bob, match: rule, decisive: true}\n",
+    )
+    assert run.verdict.outcome is Outcome.PASS
+    assert [(d.step, d.line, d.observed) for d in run.decided_by] == [(2, 13, "saw rule")]
+
+
+def test_a_decisive_step_that_observes_nothing_cannot_give_a_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An action that returns no observation (here send, forced past the loader) decides nothing."""
+    monkeypatch.setattr("harness.scenario.loader.DECIDING_ACTIONS", ("send", "expect-nothing"))
+    run = _run_recorders(tmp_path, monkeypatch, "  - send: {actor: alice, xml: x, decisive: true}\n")
+    assert run.verdict.outcome is Outcome.UNSUPPORTED
+    assert run.verdict.reason.endswith("did not put it to the test: the step observed nothing")
+
+
+@pytest.mark.parametrize(
+    ("steps", "problem"),
+    [
+        ("  - expect-nothing: {actor: bob, match: m}\n", ":12: no step is marked decisive: true"),
+        (
+            "  - send: {actor: alice, xml: x, decisive: true}\n"
+            "  - expect-nothing: {actor: bob, match: m, decisive: true}\n",
+            ":12: step 1: decisive: a send step checks nothing",
+        ),
+        (
+            "  - expect-nothing: {actor: bob, match: m, decisive: true, unsupported_on_fail: not here please}\n",
+            ":12: step 1: decisive and unsupported_on_fail",
+        ),
+    ],
+)
+def test_the_loader_wants_one_decisive_step_that_can_decide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, steps: str, problem: str
+) -> None:
+    kinds = {**actor_kinds(), "recorder": Recorder}
+    monkeypatch.setattr("harness.scenario.loader.actor_kinds", lambda: kinds)
+    path = tmp_path / "authz.engine.barrier.yaml"
+    path.write_text(BARRIER_SCENARIO[: BARRIER_SCENARIO.index("steps:")] + "steps:\n" + steps)
+    with pytest.raises(ScenarioError, match=problem):
+        load_scenario(path)
 
 
 class NoCapture:

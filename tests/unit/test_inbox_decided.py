@@ -71,12 +71,16 @@ def test_an_alternative_still_possible_keeps_the_expect_waiting() -> None:
 
 
 def test_a_sasl_outcome_decides_the_other_outcome() -> None:
-    took, got = _expect([_el(f"<failure xmlns='{SASL}'><not-authorized/></failure>")], f"<success xmlns='{SASL}'/>")
+    took, got = _expect(
+        [_el(f"<failure xmlns='{SASL}'><not-authorized/></failure>")], f"<success xmlns='{SASL}'/>"
+    )
     assert isinstance(got, Failed) and "a SASL exchange has one outcome" in got.reason
 
 
 def test_a_stream_error_decides_every_stanza_but_not_the_streams_end() -> None:
-    error = _el(f"<error xmlns='{STREAM}'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></error>")
+    error = _el(
+        f"<error xmlns='{STREAM}'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></error>"
+    )
     _, got = _expect([error], "<message/>")
     assert isinstance(got, Failed) and "stream error" in got.reason
     assert rules_out(compile_pattern("<m:closed/>"), error) is None
@@ -98,5 +102,7 @@ def test_every_alternative_must_be_ruled_out() -> None:
 @pytest.mark.parametrize("wanted", ["<iq type='result' id='p1'/>", f"<success xmlns='{SASL}'/>"])
 def test_an_element_that_matches_is_never_a_reason_to_fail(wanted: str) -> None:
     pattern = compile_pattern(wanted)
-    el = _el(f"<iq xmlns='{CLIENT}' type='result' id='p1'/>" if "iq" in wanted else f"<success xmlns='{SASL}'/>")
+    el = _el(
+        f"<iq xmlns='{CLIENT}' type='result' id='p1'/>" if "iq" in wanted else f"<success xmlns='{SASL}'/>"
+    )
     assert pattern.matches(el) and rules_out(pattern, el) is None

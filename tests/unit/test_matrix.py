@@ -70,6 +70,7 @@ def item(
         scenario_file=f"scenarios/{category}/{scenario}.yaml",
         scenario_sha256=SHA,
         actors_connected=True,
+        decided_by=[{"step": 3, "line": 30, "observed": "received <failure>"}] if outcome == "pass" else [],
     )
 
 
@@ -304,6 +305,17 @@ def test_format_score():
         format_score({"MUST": (10, 12, 1), "SHOULD": (2, 3, 0), "MAY": (0, 0, 0)})
         == "MUST 10/12 (1 unsupported), SHOULD 2/3, MAY 0/0"
     )
+
+
+def test_policy_checks_are_scored_apart_from_conformance():
+    run = make_run()
+    run.items.append(item("auth.policy.open-registration", "prosody", "fail", level="POLICY", reason="open"))
+    run.items.append(item("auth.policy.legacy-auth", "prosody", "pass", level="POLICY"))
+    levels = score(run)["prosody"]["authentication"]
+    assert levels["POLICY"] == (1, 2, 0)
+    assert levels["MUST"] == score(make_run())["prosody"]["authentication"]["MUST"]
+    assert format_score(levels).endswith("; policy 1/2")
+    assert "policy" not in format_score(score(make_run())["prosody"]["authentication"])
 
 
 # --- the report -------------------------------------------------------------------------------------------

@@ -54,7 +54,9 @@ def test_defaults_are_not_passed_and_agree_on_both_sides() -> None:
 def test_every_command_declares_its_options_from_the_table() -> None:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     run_flags = {s for a in sub.choices["run"]._actions for s in a.option_strings}
-    up = next(a for a in sub.choices["targets"]._actions if isinstance(a, argparse._SubParsersAction)).choices["up"]
+    up = next(
+        a for a in sub.choices["targets"]._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices["up"]
     up_flags = {s for a in up._actions for s in a.option_strings}
     assert {o.flag for o in options.OPTIONS if o.cli} <= run_flags
     assert {o.flag for o in options.OPTIONS if options.UP in o.commands} <= up_flags

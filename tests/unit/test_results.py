@@ -13,6 +13,8 @@ import pytest
 from harness.results import (
     EXIT_FAILED,
     EXIT_OK,
+    LEVELS,
+    POLICY,
     ItemResult,
     ResultsError,
     RunRecord,
@@ -80,6 +82,9 @@ def item(
         scenario_file=f"scenarios/{category}/{scenario}.yaml",
         scenario_sha256=SHA,
         actors_connected=connected,
+        decided_by=[{"step": 4, "line": 38, "observed": "received <failure [not-authorized]>"}]
+        if outcome == "pass"
+        else [],
     )
 
 
@@ -151,7 +156,7 @@ def test_schema_enums_match_the_code():
     schema = load_schema()
     item_props = schema["$defs"]["item"]["properties"]
     assert set(item_props["outcome"]["enum"]) == {o.value for o in Outcome}
-    assert item_props["level"]["enum"] == ["MUST", "SHOULD", "MAY"]
+    assert item_props["level"]["enum"] == [*LEVELS, POLICY]
     assert schema["$defs"]["item"]["additionalProperties"] is False
     assert schema["additionalProperties"] is False
 
@@ -422,8 +427,8 @@ def test_exit_fails_on_error_at_any_level(level):
     assert exit_problems(run) == [f"auth.b[prosody] ({level}): error"]
 
 
-@pytest.mark.parametrize("level", ["SHOULD", "MAY"])
-def test_should_and_may_failures_do_not_fail_the_run(level):
+@pytest.mark.parametrize("level", ["SHOULD", "MAY", "POLICY"])
+def test_should_may_and_policy_failures_do_not_fail_the_run(level):
     run = run_of([item("auth.a", [P], "pass"), item("auth.b", [P], "fail", level=level, reason="finding")])
     assert exit_code(run) == 0
 

@@ -28,7 +28,7 @@ actors:
     account: carol
 steps:
   - connect: {actor: alice, tls: starttls}
-  - authenticate: {actor: alice, mechanism: PLAIN, password: "wrong-${random}", expect: failure}
+  - authenticate: {actor: alice, mechanism: PLAIN, password: "wrong-${random}", expect: failure, decisive: true}
   - expect:
       actor: alice
       match: "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"
@@ -79,7 +79,9 @@ def test_a_valid_scenario_loads_with_its_step_lines(tmp_path):
 
 def test_schema_errors_name_the_line_and_the_allowed_values(tmp_path):
     path = write(tmp_path, GOOD.replace("level: MUST", "level: REQUIRED"))
-    assert problems(path) == [f"{path}:5: level: 'REQUIRED' is not allowed; use one of MUST, SHOULD, MAY"]
+    assert problems(path) == [
+        f"{path}:5: level: 'REQUIRED' is not allowed; use one of MUST, SHOULD, MAY, POLICY"
+    ]
 
 
 def test_unknown_action_and_missing_key(tmp_path):

@@ -12,11 +12,12 @@ from typing import Any, ClassVar
 
 from harness.actors import Actor, ActorContext
 from harness.protocols.xmpp.inbox import WITHIN_SCHEMA, Inbox, SendText
-from harness.protocols.xmpp.match import PatternError, compile_match
+from harness.protocols.xmpp.match import PatternError, compile_match, summarize
 from harness.protocols.xmpp.ports import PORT_SCHEMA
 from harness.protocols.xmpp.redact import redact_xml_text
 from harness.protocols.xmpp.streamlog import StreamLog
 from harness.protocols.xmpp.tls import VERSION_SCHEMA
+from harness.verdict import Observation
 
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 
@@ -78,10 +79,13 @@ class XmppActor(Actor):
     def _closed_summary(self) -> str:
         return self._inbox.closed_summary(self._closing)
 
-    async def expect(self, match: str | list[str], within: float | None = None, consume: bool = True) -> None:
+    async def expect(
+        self, match: str | list[str], within: float | None = None, consume: bool = True
+    ) -> Observation:
         self._require_connection("expect")
         wait = within if within is not None else self.ctx.step_timeout
-        await self._inbox.expect(match, self._deadline(within), wait, consume, self._closing)
+        el = await self._inbox.expect(match, self._deadline(within), wait, consume, self._closing)
+        return Observation(f"received {summarize(el)}")
 
     async def expect_nothing(
         self,
@@ -89,10 +93,10 @@ class XmppActor(Actor):
         barrier: str = "ping",
         via: str | None = None,
         within: float | None = None,
-    ) -> None:
+    ) -> Observation:
         self._require_connection("expect-nothing")
-        ping = barrier == "ping" and not self._inbox.closed
-        await self._inbox.expect_nothing(
+        ping = barrier == "ping" and not self._inbox.ended
+        return await self._inbox.expect_nothing(
             match,
             barrier,
             self._deadline(within),
@@ -103,7 +107,7 @@ class XmppActor(Actor):
 
     async def round_trip(self, via: str | None = None) -> None:
         self._require_connection("a round trip (after:)")
-        if self._inbox.closed:
+        if self._inbox.ended:
             return  # the server ended the stream: it read everything this actor sent
         await self._inbox.round_trip(
             self._barrier_sender("a round trip (after:)"),

@@ -78,7 +78,7 @@ from harness.protocols.xmpp.tls import (
     parse_version,
     session_info,
 )
-from harness.verdict import Failed, HarnessError, TargetError, Unsupported
+from harness.verdict import Failed, HarnessError, Observation, TargetError, Unsupported
 
 _SLIXMPP_DIR = str(Path(slixmpp.__file__).parent) + os.sep
 
@@ -455,7 +455,7 @@ class ClientXmppActor(XmppActor):
         tls_max: str | float | None = None,
         client_cert: bool = False,
         within: float | None = None,
-    ) -> None:
+    ) -> Observation:
         if self._xmpp is not None:
             if not self._inbox.closed:
                 raise HarnessError(f"actor {self.ctx.name} is already connected; disconnect first")
@@ -527,6 +527,8 @@ class ClientXmppActor(XmppActor):
             raise HarnessError(f"target sent no {waited} in time; got {self._inbox.summary()}")
         if tls != "none" and self.tls_info is None:
             raise Failed("server does not offer STARTTLS")
+        encrypted = f" over TLS {self.tls_info['version']}" if self.tls_info else " unencrypted"
+        return Observation(f"stream open{encrypted} (slixmpp)")
 
     async def authenticate(
         self,
@@ -535,7 +537,7 @@ class ClientXmppActor(XmppActor):
         expect: str = "success",
         resource: str | None = None,
         within: float | None = None,
-    ) -> None:
+    ) -> Observation:
         xmpp = self._require("authenticate")
         if expect not in ("success", "failure"):
             raise HarnessError(f"authenticate: expect must be success or failure, not {expect!r}")
@@ -609,12 +611,12 @@ class ClientXmppActor(XmppActor):
                 raise Failed(f"server accepted {auth.succeeded} authentication")
             if auth.failures:
                 if done or self._inbox.closed:
-                    return
+                    return Observation(f"authentication refused: {auth.failures[0]}")
                 raise HarnessError(f"slixmpp did not finish authenticating in time (tried: {tried})")
             if auth.gave_up:
                 raise HarnessError(f"slixmpp would not use {what} here (offered: {', '.join(offered)})")
-            if self._inbox.closed:
-                return  # the server ended the stream: not authenticated, like the raw actor
+            if self._inbox.closed:  # the server ended the stream: not authenticated, like the raw actor
+                return Observation(f"the server ended the stream during SASL: {self._closed_summary()}")
             raise HarnessError(f"target did not answer SASL in time; got {self._inbox.summary()}")
         if auth.failures:
             raise Failed(f"authentication failed: {auth.failures[0]}")
@@ -640,7 +642,7 @@ class ClientXmppActor(XmppActor):
                     and el.get("type") in ("result", "error")
                 ):
                     self._inbox.consume(el)
-            return
+            return Observation(f"authenticated ({auth.succeeded}), bound as {self.full_jid}")
         if self._inbox.closed:
             stage = "resource binding" if auth.succeeded else "SASL"
             raise Failed(f"server ended the stream during {stage}: {self._closed_summary()}")

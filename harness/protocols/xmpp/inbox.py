@@ -55,7 +55,7 @@ from harness.protocols.xmpp.match import (
     compile_match,
     summarize,
 )
-from harness.verdict import Failed, HarnessError
+from harness.verdict import Failed, HarnessError, Observation
 
 # JSON schemas of the parameters of the two actions (the actors' ``actions`` use them).
 WITHIN_SCHEMA: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0}
@@ -152,13 +152,23 @@ class Inbox:
     def __init__(self) -> None:
         self.pending: list[ET.Element] = []
         self.closed = False  # the connection is gone: nothing more can arrive
+        # the server ended the stream (a stream error, or its closing tag), even if the
+        # connection is not gone yet: it read everything sent before, and takes nothing more
+        self.stream_ended = False
         self._arrived = asyncio.Event()
 
     # -- filling -----------------------------------------------------------------------------
 
     def put(self, el: ET.Element) -> None:
         self.pending.append(el)
+        if el.tag == STREAM_ERROR_TAG or el.tag == CLOSED:
+            self.stream_ended = True
         self._arrived.set()
+
+    @property
+    def ended(self) -> bool:
+        """Nothing sent now can be handled: the connection or the server's stream is gone."""
+        return self.closed or self.stream_ended
 
     def notify(self) -> None:
         """Wake the waiters to re-check their condition (something else than an element changed)."""
@@ -177,6 +187,7 @@ class Inbox:
         """A new connection: forget everything of the earlier one."""
         self.pending.clear()
         self.closed = False
+        self.stream_ended = False
 
     def consume(self, el: ET.Element) -> None:
         for i, item in enumerate(self.pending):
@@ -240,19 +251,24 @@ class Inbox:
     def explain_miss(self, matcher: Matcher) -> str:
         """Why nothing unconsumed matches: per alternative, how the closest element differs."""
         patterns = alternatives(matcher)
-        if len(patterns) == 1:
-            pattern = patterns[0]
-            closest = [e for e in self.pending if pattern.tag is None or e.tag == pattern.tag]
-            return f"got {summarize(closest[-1])}: {pattern.explain(closest[-1])}; " if closest else ""
         out = []
         for index, pattern in enumerate(patterns, 1):
-            closest = [e for e in self.pending if pattern.tag is None or e.tag == pattern.tag]
-            head = f"alternative {index} ({pattern.describe(60)}): "
-            if closest:
-                out.append(f"{head}got {summarize(closest[-1])}: {pattern.explain(closest[-1])}; ")
-            else:
+            closest = self._closest(pattern)
+            head = f"alternative {index} ({pattern.describe(60)}): " if len(patterns) > 1 else ""
+            if closest is not None:
+                out.append(f"{head}got {summarize(closest)}: {pattern.explain(closest)}; ")
+            elif head:
                 out.append(f"{head}nothing like it received; ")
         return "".join(out)
+
+    def _closest(self, pattern: Pattern) -> ET.Element | None:
+        """The element to show against ``pattern``: the one that ruled it out (the IQ's reply),
+        else the last one with its tag."""
+        deciding = next((el for el in self.pending if rules_out(pattern, el)), None)
+        if deciding is not None:
+            return deciding
+        same = [el for el in self.pending if pattern.tag is None or el.tag == pattern.tag]
+        return same[-1] if same else None
 
     # -- the two actions -----------------------------------------------------------------------
 
@@ -305,12 +321,12 @@ class Inbox:
         """Why no element can match ``pattern`` any more (an unconsumed element says so)."""
         return next((r for r in (rules_out(pattern, el) for el in self.pending) if r), None)
 
-    async def round_trip(self, send: SendText, barrier_id: str, to: str, deadline: float) -> None:
+    async def round_trip(self, send: SendText, barrier_id: str, to: str, deadline: float) -> bool:
         """The ordering barrier: an XEP-0199 ping to ``to`` and its answer (a result, or an error
         from an entity that does not answer pings: both mean the ping was handled). On a closed
-        connection nothing can be on its way any more: nothing to do."""
-        if self.closed:
-            return
+        connection nothing can be on its way any more: nothing to do. True when the answer came."""
+        if self.ended:
+            return False
         await send(
             f"<iq type='get' id={attr(barrier_id)} to={attr(to)}><ping xmlns='{NS_PING}'/></iq>", deadline
         )
@@ -322,6 +338,7 @@ class Inbox:
             self.consume(reply)
         elif not self.closed:  # closed before the reply: everything received is final
             raise HarnessError(f"no reply to the barrier ping {barrier_id} to {to} in time; order not proven")
+        return reply is not None
 
     async def expect_nothing(
         self,
@@ -331,15 +348,16 @@ class Inbox:
         send: SendText,
         barrier_id: str,
         to: str,
-    ) -> None:
+    ) -> Observation:
         """The ``expect-nothing`` action. ``send(text, deadline)`` writes on the actor's stream;
         the barrier is ``<iq type='get' id=barrier_id to=to><ping/></iq>``."""
         matcher = compile_step_match(match)
+        answered = False
         if barrier == "none":
             if not self.closed:
                 raise HarnessError("expect-nothing with barrier none needs a closed connection")
         elif barrier == "ping":
-            await self.round_trip(send, barrier_id, to, deadline)
+            answered = await self.round_trip(send, barrier_id, to, deadline)
         else:
             raise HarnessError(f"expect-nothing: unknown barrier {barrier!r} (ping or none)")
         for el in self.pending:
@@ -348,3 +366,17 @@ class Inbox:
                 raise Failed(
                     f"received {summarize(el)}, which matches {pattern.describe()} and must not be sent"
                 )
+        if barrier == "ping" and not answered:
+            # the server closed the observer's connection: nothing could arrive on it any more, so
+            # the absence proves nothing (barrier: none says the closed connection is the point)
+            return Observation(
+                f"the connection was closed before the barrier's reply ({self.closed_summary(False)}): "
+                f"nothing matching {matcher.describe()} could arrive on it",
+                exercised=False,
+            )
+        proof = (
+            "the end of the connection" if barrier == "none" else f"the reply to barrier ping {barrier_id}"
+        )
+        return Observation(
+            f"nothing matching {matcher.describe()} by {proof} ({len(self.pending)} unconsumed)"
+        )

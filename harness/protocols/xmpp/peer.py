@@ -89,7 +89,7 @@ from harness.protocols.xmpp.ports import PORT_SCHEMA, resolve_port
 from harness.protocols.xmpp.raw import RawXmppActor
 from harness.protocols.xmpp.s2s_listener import ConnectionLog, S2sListener, server_context
 from harness.protocols.xmpp.tls import client_context
-from harness.verdict import Failed, HarnessError
+from harness.verdict import Failed, HarnessError, Observation
 
 CERTIFICATES = ("valid", "untrusted", "expired", "wrong-name", "none")
 REFUSALS = ("fail", "expect", "allow")
@@ -119,7 +119,9 @@ class PeerInbox(Inbox):
 
     def put_incoming(self, el: ET.Element) -> None:
         self._incoming.add(id(el))
+        ended = self.stream_ended
         self.put(el)
+        self.stream_ended = ended  # "ended" is about the outgoing stream only
 
     def consume(self, el: ET.Element) -> None:
         super().consume(el)
@@ -131,6 +133,7 @@ class PeerInbox(Inbox):
     def reset(self) -> None:
         self.new_stream()
         self.closed = False
+        self.stream_ended = False
 
 
 @register
@@ -222,6 +225,9 @@ class PeerServerActor(RawXmppActor):
         self._certificate = "valid"  # the outgoing connection's client certificate
         self._refusal = "fail"  # while connect runs: what a refusal of the connection means
         self._refused: str | None = None  # how the target refused the last connect
+        # methods by which the target authenticated this actor in this item: a later refusal
+        # without an attempt (EXTERNAL not offered, the connection closed) is evidence only then
+        self._accepted: set[str] = set()
         self._cert_dir: Path | None = None
         self._certs: dict[tuple[str, str], tuple[Path, Path]] = {}
 
@@ -274,12 +280,12 @@ class PeerServerActor(RawXmppActor):
         await listener.start(peer.address)
         self._listener = listener
 
-    async def perform(self, action: str, params: dict[str, Any]) -> None:
+    async def perform(self, action: str, params: dict[str, Any]) -> Observation | None:
         if action in self.actions:
             await self._listen()
         if "from" in params:  # a Python keyword: the parameter is ``from_domain`` here
             params = {("from_domain" if k == "from" else k): v for k, v in params.items()}
-        await super().perform(action, params)
+        return await super().perform(action, params)
 
     def _require_connection(self, action: str) -> None:
         if action in ("expect", "expect-nothing") and self._listener is not None:
@@ -335,7 +341,7 @@ class PeerServerActor(RawXmppActor):
         require_tls: bool = True,
         refusal: str = "fail",
         within: float | None = None,
-    ) -> None:
+    ) -> Observation:
         if tls not in ("starttls", "none"):
             raise HarnessError(f"connect: tls must be starttls or none, not {tls!r}")
         if certificate not in CERTIFICATES:
@@ -362,11 +368,15 @@ class PeerServerActor(RawXmppActor):
             self._refusal = "fail"
         if self._refused is not None:
             self._log.event(f"the target refused the connection (refusal: {refusal}): {self._refused}")
-        elif refusal == "expect":
+            return Observation(
+                f"the target refused the connection with certificate {certificate}: {self._refused}"
+            )
+        if refusal == "expect":
             raise Failed(
                 f"target accepted the connection from {self._from or 'no domain'} with certificate "
                 f"{certificate} instead of refusing it"
             )
+        return self._opened()
 
     async def send(self, xml: str | None = None, raw: bool = False, hex: str | None = None) -> None:
         if xml is not None and not raw and xml.strip() != "</stream:stream>":
@@ -386,7 +396,7 @@ class PeerServerActor(RawXmppActor):
         authzid: str | None = None,
         expect: str = "success",
         within: float | None = None,
-    ) -> None:
+    ) -> Observation | None:
         self._require_connection("authenticate")
         if method not in ("dialback", "external", "none"):
             raise HarnessError(f"authenticate: method must be dialback, external or none, not {method!r}")
@@ -396,16 +406,20 @@ class PeerServerActor(RawXmppActor):
             if expect == "success":
                 raise Failed(f"cannot authenticate: the connection is closed ({self._closed_summary()})")
             self._log.event(f"{method}: the target already closed the connection; that is a refusal")
-            return
+            return self._refused_without_attempt(
+                method, f"the target had closed the connection ({self._closed_summary()})"
+            )
         if method == "none":
             self._log.event("authenticate: none (the stream stays unauthenticated)")
-            return
+            return None
         if method == "external":
             if expect != "success" and "EXTERNAL" not in offered_mechanisms(self.features):
                 # not offered is refused; an initiator does not try what was not offered
                 self._log.event("SASL EXTERNAL not offered: refused without an attempt")
-                return
-            await super().authenticate(
+                return self._refused_without_attempt(
+                    method, f"SASL EXTERNAL not offered with certificate {self._certificate}"
+                )
+            seen = await super().authenticate(
                 mechanism="EXTERNAL",
                 authzid=self._from if authzid is None else authzid,
                 expect=expect,
@@ -413,11 +427,24 @@ class PeerServerActor(RawXmppActor):
                 within=within,
             )
             if self.authenticated:  # RFC 6120 6.4.6: a new stream after SASL success
+                self._accepted.add(method)
                 await self._open_stream(self._to, self._deadline(within), restart=True)
-            return
-        await self._dialback(key == "valid", expect, self._deadline(within))
+            return seen
+        return await self._dialback(key == "valid", expect, self._deadline(within))
 
-    async def _dialback(self, valid_key: bool, expect: str, deadline: float) -> None:
+    def _refused_without_attempt(self, method: str, how: str) -> Observation:
+        """A refusal the actor did not provoke by trying: evidence that the tested difference (the
+        certificate, the key, TLS) was refused only when the target accepted this actor by the
+        same method earlier in the item; otherwise it may refuse everyone (not put to the test)."""
+        if method in self._accepted:
+            return Observation(f"{how}; the target accepted {method} from this peer on an earlier connection")
+        return Observation(
+            f"{how}, and nothing shows the target accepts {method} from this peer at all "
+            "(an earlier authenticate with expect: success on a proper connection would)",
+            exercised=False,
+        )
+
+    async def _dialback(self, valid_key: bool, expect: str, deadline: float) -> Observation:
         """XEP-0220 §2.1: ``<db:result/>`` with a key; the target calls back the ``from``
         domain's server (this actor's listener, or the real server of an impersonated domain)
         and answers ``<db:result type=.../>``. The answer stays queued for ``expect``."""
@@ -462,10 +489,12 @@ class PeerServerActor(RawXmppActor):
         self._log.event(f"dialback for {sender} with {which}: {what}")
         if outcome == "success":
             self.authenticated = True
+            self._accepted.add("dialback")
             if expect == "failure":
                 raise Failed(f"target accepted dialback for {sender} with {which}")
         elif expect == "success":
             raise Failed(f"target refused dialback for {sender} with {which}: {what}")
+        return Observation(f"dialback for {sender} with {which}: {what}")
 
     # -- barriers (expect-nothing, after:) --------------------------------------------------------
 

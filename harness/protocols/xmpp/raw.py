@@ -82,7 +82,7 @@ from harness.protocols.xmpp.tls import (
     parse_version,
     session_info,
 )
-from harness.verdict import Failed, HarnessError, StepOutcome, TargetError, Unsupported
+from harness.verdict import Failed, HarnessError, Observation, StepOutcome, TargetError, Unsupported
 
 __all__ = ["RawXmppActor", "Scram", "StreamParser"]
 
@@ -156,6 +156,7 @@ class RawXmppActor(XmppActor):
         self._binds = 0
         self._to: str | None = None  # the stream 'to' of connect, reused at stream restarts
         self._peer_der: bytes | None = None
+        self._tls_failure = ""  # how the last TLS handshake failed, for connect's observation
 
     # -- low level -----------------------------------------------------------------------------
 
@@ -315,6 +316,7 @@ class RawXmppActor(XmppActor):
             failure, verify_error = describe_handshake_error(exc)
         if failure is not None:
             self._log.event(f"TLS handshake failed: {failure}")
+            self._tls_failure = failure
             self._on_connection_lost(None)
             if expect_failure and not verify_error and failure != "timed out":
                 return False
@@ -350,7 +352,7 @@ class RawXmppActor(XmppActor):
         expect_stream_error: bool = False,
         verify: str = "target",
         within: float | None = None,
-    ) -> None:
+    ) -> Observation:
         if verify == "required" and tls != "none" and self.ctx.target.ca_file is None:
             raise HarnessError(
                 f"cannot check the certificate: verification is off for target {self.ctx.target.name} "
@@ -407,20 +409,22 @@ class RawXmppActor(XmppActor):
         if tls == "direct":
             assert tls_ctx is not None
             if not await self._start_tls(tls_ctx, deadline, expect_tls_failure):
-                return
+                return Observation(f"TLS handshake refused: {self._tls_failure}")
             if expect_tls_failure:
                 raise Failed(f"server accepted TLS {self.tls_info and self.tls_info['version']}")
         if not await self._open_stream(to, deadline, expect_stream_error):
-            return
+            return Observation(
+                f"the server ended the stream instead of opening it: {self._received_summary()}"
+            )
         if tls != "starttls":
-            return
+            return self._opened()
         assert self.features is not None
         starttls = self.features.find(f"{{{NS_TLS}}}starttls")
         if starttls is None:
             if require_tls or expect_tls_failure:
                 raise Failed("server does not offer STARTTLS")
             self._log.event("server does not offer STARTTLS; continuing without TLS (require_tls: false)")
-            return
+            return Observation(f"STARTTLS not offered: {summarize(self.features)}")
         await self._send_text(f"<starttls xmlns='{NS_TLS}'/>", deadline)
         answer = await self._wait_for(
             lambda e: namespace(e.tag) == NS_TLS or e.tag in (STREAM_ERROR_TAG, CLOSED), deadline
@@ -434,10 +438,18 @@ class RawXmppActor(XmppActor):
         self._consume(answer)
         assert tls_ctx is not None
         if not await self._start_tls(tls_ctx, deadline, expect_tls_failure):
-            return
+            return Observation(f"TLS handshake refused: {self._tls_failure}")
         if expect_tls_failure:
             raise Failed(f"server accepted TLS {self.tls_info and self.tls_info['version']}")
         await self._open_stream(to, deadline, restart=True)
+        return self._opened()
+
+    def _opened(self) -> Observation:
+        """What ``connect`` saw when the stream is open: its TLS and the features."""
+        tls = f" over TLS {self.tls_info['version']}" if self.tls_info else " unencrypted"
+        return Observation(
+            f"stream open{tls}, features {summarize(self.features) if self.features is not None else 'none'}"
+        )
 
     def _ssl_object(self) -> ssl.SSLObject | None:
         if self._writer is None:
@@ -462,7 +474,7 @@ class RawXmppActor(XmppActor):
         gs2_flag: str | None = None,
         tamper_channel_binding: bool = False,
         within: float | None = None,
-    ) -> None:
+    ) -> Observation:
         self._require_connection("authenticate")
         if tamper_channel_binding and (
             payload is not None or not (mechanism.startswith("SCRAM-") and mechanism.endswith("-PLUS"))
@@ -611,7 +623,8 @@ class RawXmppActor(XmppActor):
             self.authenticated = True
             if bind:
                 await self._bind(resource, deadline, answer_left_for_expect=bind == "any")
-            return
+            bound = f", bound as {self.full_jid}" if self.full_jid and bind is True else ""
+            return Observation(f"SASL {mechanism} <success/>{bound}")
         if outcome == "challenge":
             if expect == "success":
                 raise HarnessError(
@@ -619,12 +632,17 @@ class RawXmppActor(XmppActor):
                 )
             if expect == "failure":
                 raise Failed(f"server answered the {mechanism} payload with a challenge instead of a failure")
-            return
+            return Observation(f"SASL {mechanism}: a challenge (left queued)")
         if expect == "success":
             if outcome == "failure":
                 assert final is not None
                 raise Failed(f"authentication failed: {condition(final)}")
             raise Failed(f"server ended the stream during SASL {mechanism}: {self._closed_summary()}")
+        if outcome == "failure" and final is not None:
+            return Observation(f"SASL {mechanism} refused: {summarize(final)}")
+        return Observation(
+            f"the server ended the stream after the {mechanism} <auth/>: {self._closed_summary()}"
+        )
 
     async def _identity_evidence(self, resource: str | None, deadline: float, bind: bool | str) -> str:
         """After an authentication that should have failed: whom the server made us (best effort)."""

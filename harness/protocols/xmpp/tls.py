@@ -57,6 +57,11 @@ def client_context(
         tls.load_verify_locations(cafile=str(ctx.target.ca_file))
         tls.check_hostname = True
         tls.verify_mode = ssl.CERT_REQUIRED
+        # RFC 6125 §6.4.4: a client that finds a DNS-ID (subjectAltName) MUST NOT look at the
+        # CN; XMPP certificates carry the domain as a DNS-ID (RFC 7590 §3.2, RFC 6120 §13.7.1.2).
+        # OpenSSL would fall back to the CN when there is no SAN: a certificate without a DNS-ID
+        # then verifies, and auth.tls.certificate-matches-domain could not fail on it.
+        tls.hostname_checks_common_name = False
     else:
         tls.check_hostname = False
         tls.verify_mode = ssl.CERT_NONE
