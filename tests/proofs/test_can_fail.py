@@ -48,7 +48,7 @@ import yaml
 
 import harness.engine as engine
 from harness.actors import actor_kinds
-from harness.engine import ItemRun, run_item
+from harness.engine import ItemRun
 from harness.plugin import PROJECT_ROOT
 from harness.results import read_results
 from harness.scenario.loader import load_all, scenario_files
@@ -57,6 +57,7 @@ from harness.verdict import Outcome
 from tests.doubles.target import DOMAIN, DoubleServices, DoubleTarget, running_double
 from tests.doubles.xmpp_server import FLAWS, Pki, pki_from_ca
 from tests.proofs.proof import Proof
+from tests.proofs.prove import run_on_double
 
 STEP_TIMEOUT_S = 2.0
 SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
@@ -342,9 +343,7 @@ def run_against(
     module documentation)."""
     if scenario.id in REAL_SERVER_SCENARIOS or len(scenario.roles) not in (1, 2):
         pytest.fail(f"{scenario.id} cannot run against the c2s double (see the module documentation)")
-    workdir.mkdir(parents=True, exist_ok=True)
-    with running_double(pki, flaws, log_file=workdir / "double.log", **config) as target:
-        return run_item(scenario, {role: target for role in scenario.roles}, workdir / "evidence", services)
+    return run_on_double(scenario, pki, flaws, workdir, **config)
 
 
 def explain(run: ItemRun, workdir: Path) -> str:
