@@ -68,3 +68,14 @@ def test_target_text_is_escaped_everywhere(tmp_path):
         html = page.read_text()
         assert "<script>" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_an_item_page_shows_what_its_verdict_rests_on(tmp_path):
+    run = _run(tmp_path)
+    item = run.items[0]
+    item.outcome, item.reason = "pass", ""
+    item.decided_by = [{"step": 4, "line": 38, "observed": f"received {HOSTILE}"}]
+    render_html(run, tmp_path)
+    page = (tmp_path / "items/auth.x_prosody_/index.html").read_text()
+    assert "What the verdict rests on" in page
+    assert "step 4 (line 38): received &lt;script&gt;" in page and "<script>" not in page
