@@ -117,8 +117,9 @@ class BindMixin(ConnectionBase):
         self.jid = full
         self.server.sessions.setdefault(full, []).append(self)
         self.log(f"bound {full}")
+        shown = full.split("/")[0] if cfg.has("bind-bare-jid") else full
         await self.send(
-            f"<iq type='result' id={iq_id}><bind xmlns='{NS_BIND}'><jid>{escape(full)}</jid></bind></iq>"
+            f"<iq type='result' id={iq_id}><bind xmlns='{NS_BIND}'><jid>{escape(shown)}</jid></bind></iq>"
         )
 
     def unbind(self) -> None:

@@ -82,6 +82,8 @@ FLAWS: dict[str, str] = {
     "RFC 6120 §4.9.3.12",
     "register-not-allowed": "a registration request before authentication gets <not-allowed/>, XEP-0077 §3.1",
     "register-silent": "a registration request before authentication gets no answer, XEP-0077 §3.1",
+    "bind-bare-jid": "the resource binding result carries the bare JID, without the resource the "
+    "session got, RFC 6120 §7.6.1",
     "register-before-tls": "in-band registration is offered on the unencrypted stream and an "
     "account is registered there, XEP-0077 Security Considerations",
     # -- routing, presence and subscriptions (RFC 6121) -----------------------------------------

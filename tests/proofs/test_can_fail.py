@@ -72,6 +72,7 @@ PROOFS: dict[str, list[Proof]] = {
     ],
     "auth.bind.server-generated-resource": [
         Proof("no-server-resource", "authenticate alice", "bad-request"),
+        Proof("bind-bare-jid", "authenticate alice", "not a full JID"),
     ],
     "auth.legacy.iq-auth-after-sasl-failure": [
         Proof("legacy-auth-after-sasl-failure", "expect alice: policy-violation", "policy-violation"),

@@ -676,6 +676,8 @@ class RawXmppActor(XmppActor):
         jid = reply.find(f"{{{NS_BIND}}}bind/{{{NS_BIND}}}jid")
         if jid is None or not (jid.text or "").strip():
             raise Failed("resource binding result carries no <jid/>")
+        if "/" not in jid.text:  # RFC 6120 §7.6.1: the full JID, resource included
+            raise Failed(f"resource binding result carries {jid.text.strip()!r}, not a full JID")
         self.full_jid = jid.text.strip()
         self._log.event(f"bound as {self.full_jid}")
         session = self.features.find(f"{{{NS_SESSION}}}session")
