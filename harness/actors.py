@@ -104,6 +104,9 @@ class Actor(abc.ABC):
     options_schema: ClassVar[dict[str, Any]] = {"type": "object"}
     # True for kinds that play a server: the engine gives them a PeerIdentity and the PKI.
     plays_server: ClassVar[bool] = False
+    # the actions whose outcome can check a rule (a scenario may mark them ``decisive``): they
+    # return an Observation of what they saw
+    deciding_actions: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, ctx: ActorContext, options: dict[str, Any]) -> None:
         self.ctx = ctx

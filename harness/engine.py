@@ -18,11 +18,11 @@ from typing import Any, Protocol
 
 from harness.actors import Account, Actor, ActorContext, CertificateIssuer, PeerIdentity, actor_kinds
 from harness.scenario.loader import COMMON_STEP_KEYS, PLACEHOLDER
-from harness.scenario.model import Scenario, Step
+from harness.scenario.model import ActorSpec, Scenario, Step
 from harness.targets.running import RunningTarget
 from harness.trace.capture import PacketCapture
 from harness.trace.scrub import scrub_credentials
-from harness.verdict import Failed, HarnessError, Observation, Outcome, StepOutcome, Verdict
+from harness.verdict import Failed, HarnessError, Observation, Outcome, StepOutcome, Unsupported, Verdict
 
 STEP_TIMEOUT_S = 10.0
 # The whole item's deadline on top of each step's: a run never hangs.
@@ -33,6 +33,10 @@ class RunServices(Protocol):
     """What the engine needs from the run beyond the targets (the topology provides it)."""
 
     def source_address(self, target: RunningTarget) -> str | None: ...
+
+    def isolated_source(self, target: RunningTarget) -> str | None:
+        """A source address no other actor uses (None: the target cannot be given one)."""
+        ...
 
     def client_certificate(self, account: Account, directory: Path) -> tuple[Path, Path]: ...
 
@@ -123,6 +127,18 @@ class Placeholders:
         if isinstance(value, dict):
             return {k: self.resolve(v) for k, v in value.items()}
         return value
+
+
+def _source_address(spec: ActorSpec, target: RunningTarget, services: RunServices) -> str | None:
+    if not spec.own_address:
+        return services.source_address(target)
+    address = services.isolated_source(target)
+    if address is None:
+        raise Unsupported(
+            f"actor {spec.name} needs a source address of its own, which a run cannot give for "
+            f"{target.name} (not on the run's loopback block)"
+        )
+    return address
 
 
 def _missing_features(scenario: Scenario, targets: dict[str, RunningTarget]) -> str | None:
@@ -252,7 +268,7 @@ async def _run(
             account=account,
             evidence_dir=evidence_dir,
             keylog_file=keylog,
-            source_address=services.source_address(target),
+            source_address=_source_address(spec, target, services),
             client_cert=services.client_certificate(account, evidence_dir)
             if spec.client_cert and account
             else None,

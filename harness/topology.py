@@ -368,6 +368,10 @@ class Topology:
         """A fresh loopback source address for a connection to a target this run started."""
         return self._environment().source_address() if target.in_run_block else None
 
+    def isolated_source(self, target: RunningTarget) -> str | None:
+        """A source address no other actor uses (None: not possible for this target)."""
+        return self._environment().isolated_address() if target.in_run_block else None
+
     def peer_identity(self, index: int) -> PeerIdentity:
         """The ``index``-th domain and address reserved for an actor that plays a server."""
         self._environment()

@@ -47,6 +47,7 @@ class RunEnvironment:
     id: str = field(default_factory=lambda: secrets.token_hex(6))  # labels what the run makes
     _next_target: itertools.count = field(default_factory=lambda: itertools.count(11))
     _next_source: itertools.count = field(default_factory=lambda: itertools.count(0))
+    _next_isolated: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     @property
     def dns_address(self) -> str:
@@ -61,6 +62,14 @@ class RunEnvironment:
     def source_address(self) -> str:
         """A fresh client source address, round robin: spreads per-address limits (fail2ban)."""
         return f"127.{self.block}.1.{next(self._next_source) % 254 + 1}"
+
+    def isolated_address(self) -> str:
+        """A client source address no other actor of this run (worker) uses: a ban provoked on
+        purpose (failed-login limits) stays with the actor that provoked it."""
+        index = next(self._next_isolated)
+        if index > 254:
+            raise HarnessError("more than 254 actors with an address of their own in one run")
+        return f"127.{self.block}.2.{index}"
 
     def add_name(self, domain: str, address: str, srv: dict[str, int]) -> None:
         """Make ``domain`` resolve for every target (DNS A/SRV and the private hosts file)."""

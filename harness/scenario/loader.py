@@ -29,8 +29,11 @@ ROLE_ATTRIBUTES = ("domain", "address", "name")
 FREE_PLACEHOLDERS = ("random", "item")
 KNOB_ROLE_ATTRIBUTES = ("domain", "name")
 COMMON_STEP_KEYS = ("actor", "note", "unsupported_on_fail", "after", "decisive")
-# the actions whose outcome can check a rule (``decisive: true``); the others set things up
-DECIDING_ACTIONS = ("connect", "authenticate", "expect", "expect-nothing", "expect-any")
+# the keys of an actor that the engine reads; any other key is an option of the actor's kind
+ACTOR_KEYS = ("kind", "role", "account", "client_cert", "own_address")
+# engine actions whose outcome can check a rule (``decisive: true``); an actor kind names its own
+# (``Actor.deciding_actions``)
+ENGINE_DECIDING_ACTIONS = ("expect-any",)
 
 
 @dataclass(frozen=True)
@@ -173,13 +176,19 @@ def load_scenario(path: Path) -> Scenario:
                 )
             )
             continue
-        options = {k: v for k, v in spec.items() if k not in ("kind", "role", "account", "client_cert")}
+        options = {k: v for k, v in spec.items() if k not in ACTOR_KEYS}
         for e in jsonschema.Draft202012Validator(cls.options_schema).iter_errors(options):
             problems.append(
                 Problem(_line_of(lines, at + tuple(e.absolute_path)), f"actor {name}: {e.message}")
             )
         actors[name] = ActorSpec(
-            name, spec["kind"], role, spec.get("account"), bool(spec.get("client_cert", False)), options
+            name,
+            spec["kind"],
+            role,
+            spec.get("account"),
+            bool(spec.get("client_cert", False)),
+            options,
+            bool(spec.get("own_address", False)),
         )
 
     steps: list[Step] = []
@@ -232,7 +241,7 @@ def load_scenario(path: Path) -> Scenario:
                 bool(common["decisive"]),
             )
         )
-    problems.extend(_decisive_problems(data["steps"], steps, lines))
+    problems.extend(_decisive_problems(data["steps"], steps, actors, kinds, lines))
     if len(steps) == len(data["steps"]):
         problems.extend(_barrier_problems(data["id"], len(roles) == 2, steps))
     if problems:
@@ -265,7 +274,11 @@ def _barrier_problems(scenario_id: str, is_pair: bool, steps: list[Step]) -> lis
 
 
 def _decisive_problems(
-    entries: list[dict[str, Any]], steps: list[Step], lines: dict[tuple[Any, ...], int]
+    entries: list[dict[str, Any]],
+    steps: list[Step],
+    actors: dict[str, ActorSpec],
+    kinds: dict[str, Any],
+    lines: dict[tuple[Any, ...], int],
 ) -> list[Problem]:
     """A scenario marks the step(s) that check its rule, and only steps that can check one."""
     problems = []
@@ -273,12 +286,14 @@ def _decisive_problems(
         if not step.decisive:
             continue
         at = _line_of(lines, ("steps", index, step.action, "decisive"))
-        if step.action not in DECIDING_ACTIONS:
+        actor = actors.get(step.actor)
+        deciding = set(ENGINE_DECIDING_ACTIONS) | (kinds[actor.kind].deciding_actions if actor else set())
+        if step.action not in deciding:
             problems.append(
                 Problem(
                     at,
                     f"step {index + 1}: decisive: a {step.action} step checks nothing; "
-                    f"mark the step that checks the rule ({', '.join(DECIDING_ACTIONS)})",
+                    f"mark the step that checks the rule ({', '.join(sorted(deciding))})",
                 )
             )
         if step.unsupported_on_fail:

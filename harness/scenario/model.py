@@ -35,6 +35,8 @@ class ActorSpec:
     account: str | None
     client_cert: bool
     options: dict[str, Any]
+    # connections from a source address of its own (a ban it provokes hits no other actor)
+    own_address: bool = False
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ DOMAIN = "double.test"
 _HOSTS = itertools.cycle(f"127.0.3.{n}" for n in range(1 + os.getpid() % 200, 255))
 
 
+_ISOLATED = itertools.cycle(range(1, 255))
+
+
 def next_host() -> str:
     return next(_HOSTS)
 
@@ -91,6 +94,10 @@ class DoubleServices:
 
     def source_address(self, target: RunningTarget) -> str | None:
         return None
+
+    def isolated_source(self, target: RunningTarget) -> str | None:
+        """127.0.4.x, one per call: the double counts failed logins per source address."""
+        return f"127.0.4.{next(_ISOLATED)}"
 
     def client_certificate(self, account: Account, directory: Path) -> tuple[Path, Path]:
         issued = self.ca.issue_client(account.jid, directory)

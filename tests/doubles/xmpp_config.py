@@ -84,6 +84,8 @@ FLAWS: dict[str, str] = {
     "register-silent": "a registration request before authentication gets no answer, XEP-0077 §3.1",
     "bind-bare-jid": "the resource binding result carries the bare JID, without the resource the "
     "session got, RFC 6120 §7.6.1",
+    "unlimited-failed-logins": "failed logins from one address are never limited, on any number of "
+    "connections, XEP-0205 §4.2",
     "register-before-tls": "in-band registration is offered on the unencrypted stream and an "
     "account is registered there, XEP-0077 Security Considerations",
     # -- routing, presence and subscriptions (RFC 6121) -----------------------------------------
@@ -149,6 +151,8 @@ class DoubleConfig:
     answer_bind: bool = True
     scram_iterations: int = 4096
     max_auth_failures: int = 3  # failures per stream; the next failure ends the stream
+    # failed logins per source address (all streams); then <auth/> from there ends the stream
+    max_failures_per_address: int = 20
     conflict_policy: str = "override"  # RFC 6120 §7.7.2.2: override | rename | refuse
     registration: str = "closed"  # XEP-0077 before auth: closed (service-unavailable) | open (form)
     # RFC 6120 §8.1.2.1 / §4.9.3.9: a stanza whose 'from' is not the sender's JID gets it

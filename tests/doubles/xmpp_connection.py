@@ -54,6 +54,12 @@ class ConnectionBase:
 
     # -- io --------------------------------------------------------------------------------------
 
+    @property
+    def peer_address(self) -> str:
+        """The client's source address (limits on failed logins count per address)."""
+        peer = self.writer.get_extra_info("peername")
+        return str(peer[0]) if peer else "?"
+
     def log(self, text: str) -> None:
         self.server.log(f"#{self.number} {text}")
 

@@ -24,6 +24,7 @@ class Router:
     def __init__(self, config: DoubleConfig) -> None:
         self.config = config
         self.sessions: dict[str, list[_Connection]] = {}  # full JID -> bound sessions
+        self.failed_logins: dict[str, int] = {}  # source address -> failed SASL attempts
         self._log_lock = threading.Lock()
 
     def log(self, text: str) -> None:

@@ -84,6 +84,8 @@ class SaslBase(ConnectionBase):
         if condition == "aborted":
             return
         self.failures += 1
+        failed = self.server.failed_logins
+        failed[self.peer_address] = failed.get(self.peer_address, 0) + 1
         if self.failures >= cfg.max_auth_failures and not cfg.has("unlimited-retries"):
             if cfg.has("retry-limit-without-stream-error"):
                 self.drop()
@@ -298,6 +300,10 @@ class SaslMixin(ScramMixin):
         mechanism = el.get("mechanism", "")
         if self.user is not None:
             await self.stream_error("policy-violation", "already authenticated")
+            raise _Close
+        banned = self.server.failed_logins.get(self.peer_address, 0) >= cfg.max_failures_per_address
+        if banned and not cfg.has("unlimited-failed-logins"):
+            await self.stream_error("policy-violation", f"too many failed logins from {self.peer_address}")
             raise _Close
         offered = cfg.offered(self.tls)
         if not self.tls and cfg.has("silent-auth-before-tls"):

@@ -110,6 +110,10 @@ PROOFS: dict[str, list[Proof]] = {
             "wrong-condition-incorrect-encoding", "expect alice: <incorrect-encoding/>", "malformed-request"
         ),
     ],
+    "auth.sasl.failed-logins-limited": [
+        Proof("unlimited-failed-logins", "login-attempts attacker", "nothing limited them"),
+        Proof("plain-rejects-right-password", "authenticate owner", "not-authorized"),
+    ],
     "auth.sasl.invalid-authzid": [
         Proof("accept-any-authzid", "authenticate alice", f"bob@{DOMAIN}"),
     ],

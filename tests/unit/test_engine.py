@@ -108,6 +108,7 @@ class Recorder(Actor):
         "send": {"type": "object"},
         "expect-nothing": {"type": "object"},
     }
+    deciding_actions: ClassVar[frozenset[str]] = frozenset({"expect-nothing"})
     calls: ClassVar[list[str]] = []
 
     async def perform(self, action: str, params: dict[str, Any]) -> Observation | None:
@@ -216,7 +217,7 @@ def test_a_decisive_step_that_observes_nothing_cannot_give_a_pass(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An action that returns no observation (here send, forced past the loader) decides nothing."""
-    monkeypatch.setattr("harness.scenario.loader.DECIDING_ACTIONS", ("send", "expect-nothing"))
+    monkeypatch.setattr(Recorder, "deciding_actions", frozenset({"send", "expect-nothing"}))
     run = _run_recorders(tmp_path, monkeypatch, "  - send: {actor: alice, xml: x, decisive: true}\n")
     assert run.verdict.outcome is Outcome.UNSUPPORTED
     assert run.verdict.reason.endswith("did not put it to the test: the step observed nothing")

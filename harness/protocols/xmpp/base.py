@@ -38,6 +38,9 @@ class XmppActor(Actor):
     ``expect`` / ``expect-nothing`` actions work on it the same way whatever the kind."""
 
     protocol = "xmpp"
+    deciding_actions: ClassVar[frozenset[str]] = frozenset(
+        {"connect", "authenticate", "expect", "expect-nothing"}
+    )
     options_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "additionalProperties": False,

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.actors import ActorContext, PeerIdentity, register
+from harness.protocols.xmpp.base import XmppActor
 from harness.protocols.xmpp.dialback import DB_RESULT_TAG, KeyBook, db_result, stream_header
 from harness.protocols.xmpp.elements import (
     NS_CLIENT,
@@ -153,6 +154,7 @@ class PeerServerActor(RawXmppActor):
             }
         },
     }
+    deciding_actions: ClassVar[frozenset[str]] = XmppActor.deciding_actions
     actions: ClassVar[dict[str, dict[str, Any]]] = {
         "connect": params_schema(
             {

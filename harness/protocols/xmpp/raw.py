@@ -61,6 +61,7 @@ from harness.protocols.xmpp.inbox import (
     WITHIN_SCHEMA,
     params_schema,
 )
+from harness.protocols.xmpp.login_limit import LOGIN_ATTEMPTS_SCHEMA, LoginLimitMixin
 from harness.protocols.xmpp.match import CLOSED, NOT_WELL_FORMED, closed_event, short_tag, summarize
 from harness.protocols.xmpp.parser import StreamParser
 from harness.protocols.xmpp.ports import resolve_port
@@ -88,7 +89,7 @@ __all__ = ["RawXmppActor", "Scram", "StreamParser"]
 
 
 @register
-class RawXmppActor(XmppActor):
+class RawXmppActor(LoginLimitMixin, XmppActor):
     """Raw client-to-server XMPP stream. See the module documentation."""
 
     kind = "xmpp-raw"
@@ -144,7 +145,9 @@ class RawXmppActor(XmppActor):
         "expect": EXPECT_SCHEMA,
         "expect-nothing": EXPECT_NOTHING_SCHEMA,
         "disconnect": params_schema({"close_stream": {"type": "boolean", "default": True}}),
+        "login-attempts": LOGIN_ATTEMPTS_SCHEMA,
     }
+    deciding_actions: ClassVar[frozenset[str]] = XmppActor.deciding_actions | {"login-attempts"}
 
     def __init__(self, ctx: ActorContext, options: dict[str, Any]) -> None:
         super().__init__(ctx, options)
