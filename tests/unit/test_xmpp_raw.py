@@ -250,6 +250,36 @@ def test_connection_refused_on_c2s_is_a_target_error(pki: Pki, tmp_path: Path) -
     run_with(pki, tmp_path, body, ports={"c2s": _free_port()})
 
 
+def test_a_refused_connection_may_be_the_targets_failure(pki: Pki, tmp_path: Path) -> None:
+    """``refused: fail``: a target reached before that now refuses connections stopped serving."""
+
+    async def body(actor: RawXmppActor, server: XmppDouble) -> None:
+        with pytest.raises(Failed, match="no longer accepts connections"):
+            await actor.connect(refused="fail")
+
+    run_with(pki, tmp_path, body, ports={"c2s": _free_port()})
+
+
+def test_connect_sends_the_scenarios_own_stream_header(pki: Pki, tmp_path: Path) -> None:
+    """``header``: sent as it is (after TLS with starttls), once; the server's answer decides."""
+    wrong = (
+        "<?xml version='1.0'?><stream:stream to='unknown.test' version='1.0' xmlns='jabber:client' "
+        "xmlns:stream='http://etherx.jabber.org/streams'>"
+    )
+
+    async def body(actor: RawXmppActor, server: XmppDouble) -> None:
+        seen = await actor.connect(tls="starttls", header=wrong, expect_stream_error=True)
+        assert seen.text.startswith("the server ended the stream instead of opening it")
+        await actor.expect(
+            "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+        )
+        assert actor.tls_info is not None  # the header went over TLS, after a normal first stream
+        await actor.disconnect()
+        await actor.connect(tls="none")  # the next connection uses the actor's own header again
+
+    run_with(pki, tmp_path, body)
+
+
 def test_stream_error_on_connect(pki: Pki, tmp_path: Path) -> None:
     async def body(actor: RawXmppActor, server: XmppDouble) -> None:
         await actor.connect(tls="none", to="unknown.test", expect_stream_error=True)

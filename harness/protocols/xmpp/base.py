@@ -17,7 +17,7 @@ from harness.protocols.xmpp.ports import PORT_SCHEMA
 from harness.protocols.xmpp.redact import redact_xml_text
 from harness.protocols.xmpp.streamlog import StreamLog
 from harness.protocols.xmpp.tls import VERSION_SCHEMA
-from harness.verdict import Observation
+from harness.verdict import Failed, Observation, StepOutcome, TargetError
 
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 
@@ -29,8 +29,22 @@ CONNECT_PARAMS: dict[str, Any] = {
     "tls_min": VERSION_SCHEMA,
     "tls_max": VERSION_SCHEMA,
     "client_cert": {"type": "boolean", "default": False},
+    "refused": {
+        "enum": ["error", "fail"],
+        "default": "error",
+        "description": "fail: a refused TCP connection is the target's failure (it stopped serving)",
+    },
     "within": WITHIN_SCHEMA,
 }
+
+
+def refused_connection(refused: str, where: str) -> StepOutcome:
+    """What a refused TCP connection means for ``connect``: by default the target could not be
+    reached (an error of the run); with ``refused: fail``, after the scenario reached it before,
+    the target stopped serving (a finding)."""
+    if refused == "fail":
+        return Failed(f"connection to {where} refused: the server no longer accepts connections")
+    return TargetError(f"cannot connect to {where}: connection refused")
 
 
 class XmppActor(Actor):

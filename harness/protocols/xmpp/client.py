@@ -51,7 +51,7 @@ from slixmpp.stanza import Iq
 from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from harness.actors import ActorContext, register
-from harness.protocols.xmpp.base import CONNECT_PARAMS, XmppActor
+from harness.protocols.xmpp.base import CONNECT_PARAMS, XmppActor, refused_connection
 from harness.protocols.xmpp.elements import (
     FEATURES_TAG,
     IQ_TAG,
@@ -454,6 +454,7 @@ class ClientXmppActor(XmppActor):
         tls_min: str | float | None = None,
         tls_max: str | float | None = None,
         client_cert: bool = False,
+        refused: str = "error",
         within: float | None = None,
     ) -> Observation:
         if self._xmpp is not None:
@@ -513,7 +514,7 @@ class ClientXmppActor(XmppActor):
                 self._log.event(f"connection to {host}:{number} refused")
                 if tls == "direct":
                     raise Unsupported(f"no direct TLS listener on port {number} (XEP-0368)")
-                raise TargetError(f"cannot connect to {host}:{number}: connection refused")
+                raise refused_connection(refused, f"{host}:{number}")
             raise TargetError(f"cannot connect to {host}:{number}: {error}")
         if not up:
             if self._inbox.closed:

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 from xml.sax.saxutils import escape
 
 from harness.actors import ActorContext, register
-from harness.protocols.xmpp.base import CONNECT_PARAMS, XmppActor
+from harness.protocols.xmpp.base import CONNECT_PARAMS, XmppActor, refused_connection
 from harness.protocols.xmpp.elements import (
     FEATURES_TAG,
     IQ_TAG,
@@ -106,6 +106,12 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
                     "default": "target",
                     "description": "required: a target whose certificate is not verified is an error",
                 },
+                "header": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "the stream header sent as it is instead of the actor's own (after "
+                    "TLS with starttls), e.g. a wrong namespace, prefix or version; with expect_stream_error",
+                },
                 "within": WITHIN_SCHEMA,
             }
         ),
@@ -160,6 +166,7 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
         self._to: str | None = None  # the stream 'to' of connect, reused at stream restarts
         self._peer_der: bytes | None = None
         self._tls_failure = ""  # how the last TLS handshake failed, for connect's observation
+        self._header: str | None = None  # connect's own stream header for the next stream opened
 
     # -- low level -----------------------------------------------------------------------------
 
@@ -246,6 +253,9 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
     # -- streams and TLS -------------------------------------------------------------------------
 
     def _stream_header(self, to: str | None) -> str:
+        if self._header is not None:  # connect's header: sent as it is, once
+            header, self._header = self._header, None
+            return header
         to_attr = "" if to == "" else f" to={attr(to or self.ctx.target.domain)}"
         return (
             f"<?xml version='1.0'?><stream:stream{to_attr} version='1.0' "
@@ -354,6 +364,8 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
         expect_tls_failure: bool = False,
         expect_stream_error: bool = False,
         verify: str = "target",
+        header: str | None = None,
+        refused: str = "error",
         within: float | None = None,
     ) -> Observation:
         if verify == "required" and tls != "none" and self.ctx.target.ca_file is None:
@@ -400,7 +412,7 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
             self._log.event(f"connection to {host}:{number} refused")
             if tls == "direct":
                 raise Unsupported(f"no direct TLS listener on port {number} (XEP-0368)") from None
-            raise TargetError(f"cannot connect to {host}:{number}: connection refused") from None
+            raise refused_connection(refused, f"{host}:{number}") from None
         except TimeoutError:
             raise TargetError(f"TCP connection to {host}:{number} timed out") from None
         except OSError as exc:
@@ -415,10 +427,10 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
                 return Observation(f"TLS handshake refused: {self._tls_failure}")
             if expect_tls_failure:
                 raise Failed(f"server accepted TLS {self.tls_info and self.tls_info['version']}")
-        if not await self._open_stream(to, deadline, expect_stream_error):
-            return Observation(
-                f"the server ended the stream instead of opening it: {self._received_summary()}"
-            )
+        header_after_tls = header is not None and tls == "starttls"
+        self._header = None if header_after_tls else header
+        if not await self._open_stream(to, deadline, expect_stream_error and not header_after_tls):
+            return self._not_opened()
         if tls != "starttls":
             return self._opened()
         assert self.features is not None
@@ -444,8 +456,13 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
             return Observation(f"TLS handshake refused: {self._tls_failure}")
         if expect_tls_failure:
             raise Failed(f"server accepted TLS {self.tls_info and self.tls_info['version']}")
-        await self._open_stream(to, deadline, restart=True)
+        self._header = header
+        if not await self._open_stream(to, deadline, expect_stream_error and header_after_tls, restart=True):
+            return self._not_opened()
         return self._opened()
+
+    def _not_opened(self) -> Observation:
+        return Observation(f"the server ended the stream instead of opening it: {self._received_summary()}")
 
     def _opened(self) -> Observation:
         """What ``connect`` saw when the stream is open: its TLS and the features."""
