@@ -97,6 +97,8 @@ FLAWS: dict[str, str] = {
     "iq-result-not-delivered": "an IQ result or error to a full JID is dropped, RFC 6121 §8.5.3.1",
     "unknown-user-item-not-found": "an IQ to a user that does not exist gets <item-not-found/> "
     "instead of <service-unavailable/>, RFC 6121 §8.5.1",
+    "disco-info-to-strangers": "disco#info to an existing account's bare JID is answered with its "
+    "identity and features to anyone, XEP-0030 Security Considerations",
     "unknown-user-pong": "a ping to the bare JID of a user that does not exist is answered with a "
     "result on the user's behalf, RFC 6121 §8.5.1",
     "no-bounce-unknown-domain": "a stanza to a domain the server does not know is dropped "

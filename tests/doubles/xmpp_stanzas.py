@@ -115,7 +115,7 @@ class StanzaMixin(RosterMixin, PresenceMixin, SubscriptionMixin):
             disco is not None
             and kind == "get"
             and not disco.get("node")
-            and (target == cfg.domain or self.server.exists(target))
+            and (target == cfg.domain or (self.server.exists(target) and self.may_discover(target)))
         ):
             await self.disco_info(el, target)
             return
@@ -134,6 +134,14 @@ class StanzaMixin(RosterMixin, PresenceMixin, SubscriptionMixin):
             f"<iq type='error' id={iq_id} from={reply_from}><error type='cancel'>"
             f"<{condition} xmlns='{NS_STANZAS}'/></error></iq>"
         )
+
+    def may_discover(self, account: str) -> bool:
+        """XEP-0030 Security Considerations: the server answers disco#info for an account's bare
+        JID only to the account itself and to those who may receive its presence."""
+        if account == self.bare or self.cfg.has("disco-info-to-strangers"):
+            return True
+        item = self.server.rosters.get(account, {}).get(self.bare)
+        return item is not None and item.from_
 
     async def disco_info(self, el: ET.Element, target: str) -> None:
         """XEP-0030 disco#info of the server's domain or an account's bare JID (``target``): the

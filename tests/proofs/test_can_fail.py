@@ -216,6 +216,12 @@ PROOFS: dict[str, list[Proof]] = {
         ),
         Proof("unknown-user-pong", "expect alice: nu-ping", "attribute type is 'result', expected 'error'"),
     ],
+    "authz.disco.no-account-harvesting": [
+        Proof(
+            "disco-info-to-strangers", "expect eve: dh-exists", "attribute type is 'result', expected 'error'"
+        ),
+        Proof("unknown-user-item-not-found", "expect eve: dh-missing", "service-unavailable"),
+    ],
     "authz.stanza.local-user-not-found": [
         Proof(
             "unknown-user-item-not-found",
