@@ -206,6 +206,37 @@ def _decide(step: Step, index: int, seen: Observation | None, decided: list[Deci
     return None
 
 
+async def _run_step(
+    index: int,
+    step: Step,
+    actors: dict[str, Actor],
+    targets: dict[str, RunningTarget],
+    placeholders: Placeholders,
+    timings: list[StepTiming],
+    decided: list[Decision],
+) -> Verdict | None:
+    """One step: None when it held, else the item's verdict."""
+    started = time.monotonic()
+    try:
+        params = placeholders.resolve(step.params)
+        within = max(
+            [float(params.get("within", 0))]
+            + [float(a.get("within", 0)) for a in params.get("alternatives", [])]
+        )
+        async with asyncio.timeout(within + STEP_TIMEOUT_S * 2):
+            seen = await _perform(step, actors, targets, params)
+        return _decide(step, index, seen, decided) if step.decisive else None
+    except StepOutcome as exc:
+        if exc.outcome is Outcome.FAIL and step.unsupported_on_fail:
+            return Verdict(Outcome.UNSUPPORTED, f"{step.unsupported_on_fail} ({exc.reason})")
+        return Verdict(exc.outcome, f"{step.describe(index)}: {exc.reason}")
+    except TimeoutError:
+        return Verdict(Outcome.ERROR, f"{step.describe(index)}: no result within the step deadline")
+    finally:
+        elapsed = round(time.monotonic() - started, 4)
+        timings.append(StepTiming(index + 1, step.line, step.action, step.actor, elapsed))
+
+
 async def _run_steps(
     scenario: Scenario,
     actors: dict[str, Actor],
@@ -214,27 +245,24 @@ async def _run_steps(
     timings: list[StepTiming],
     decided: list[Decision],
 ) -> Verdict:
-    for index, step in enumerate(scenario.steps):
-        started = time.monotonic()
-        try:
-            params = placeholders.resolve(step.params)
-            within = max(
-                [float(params.get("within", 0))]
-                + [float(a.get("within", 0)) for a in params.get("alternatives", [])]
-            )
-            async with asyncio.timeout(within + STEP_TIMEOUT_S * 2):
-                seen = await _perform(step, actors, targets, params)
-            if step.decisive and (untested := _decide(step, index, seen, decided)):
-                return untested
-        except StepOutcome as exc:
-            if exc.outcome is Outcome.FAIL and step.unsupported_on_fail:
-                return Verdict(Outcome.UNSUPPORTED, f"{step.unsupported_on_fail} ({exc.reason})")
-            return Verdict(exc.outcome, f"{step.describe(index)}: {exc.reason}")
-        except TimeoutError:
-            return Verdict(Outcome.ERROR, f"{step.describe(index)}: no result within the step deadline")
-        finally:
-            elapsed = round(time.monotonic() - started, 4)
-            timings.append(StepTiming(index + 1, step.line, step.action, step.actor, elapsed))
+    steps = scenario.steps
+    for index, step in enumerate(steps):
+        verdict = await _run_step(index, step, actors, targets, placeholders, timings, decided)
+        if verdict is None:
+            continue
+        if verdict.outcome is Outcome.FAIL and step.decisive and step.action == "expect":
+            # the decisive expects right after it read what already arrived: each part of a rule
+            # that broke is reported, not only the first (e.g. ping and disco#info both wrong)
+            also = []
+            for later in range(index + 1, len(steps)):
+                if not (steps[later].decisive and steps[later].action == "expect"):
+                    break
+                part = await _run_step(later, steps[later], actors, targets, placeholders, timings, decided)
+                if part is not None and part.outcome is Outcome.FAIL:
+                    also.append(part.reason)
+            if also:
+                return Verdict(Outcome.FAIL, verdict.reason + " | also " + " | also ".join(also))
+        return verdict
     if not decided:  # the loader requires a decisive step; a pass never rests on none
         return Verdict(Outcome.ERROR, "no step marked decisive completed: nothing shows the rule was checked")
     return Verdict(Outcome.PASS, "")

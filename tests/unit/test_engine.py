@@ -12,7 +12,7 @@ from harness.actors import Account, Actor, actor_kinds
 from harness.engine import run_item
 from harness.scenario.loader import ScenarioError, load_scenario
 from harness.targets.running import RunningTarget
-from harness.verdict import Observation, Outcome, TargetError
+from harness.verdict import Failed, Observation, Outcome, TargetError
 
 SCENARIO = """\
 id: auth.engine.two-accounts
@@ -284,3 +284,50 @@ def test_admin_step_in_a_pair_scenario_must_name_its_role(tmp_path: Path) -> Non
     path.write_text(text + "  - admin: {op: create-room, room: r@x}\n")
     with pytest.raises(ScenarioError, match="admin: say which role"):
         load_scenario(path)
+
+
+class Judge(Actor):
+    """``expect`` fails when its match starts with "bad" (what a broken part of a rule looks like)."""
+
+    kind = "judge"
+    protocol = "test"
+    actions: ClassVar[dict[str, dict[str, Any]]] = {"expect": {"type": "object"}, "send": {"type": "object"}}
+    deciding_actions: ClassVar[frozenset[str]] = frozenset({"expect"})
+
+    async def perform(self, action: str, params: dict[str, Any]) -> Observation | None:
+        self.reached_server = True
+        if action == "expect" and str(params["match"]).startswith("bad"):
+            raise Failed(f"{params['match']} broke the rule")
+        return Observation(f"saw {params.get('match')}") if action == "expect" else None
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_every_broken_part_among_consecutive_decisive_expects_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kinds = {**actor_kinds(), "judge": Judge}
+    monkeypatch.setattr("harness.engine.actor_kinds", lambda: kinds)
+    monkeypatch.setattr("harness.scenario.loader.actor_kinds", lambda: kinds)
+    monkeypatch.setattr("harness.engine.PacketCapture", NoCapture)
+    path = tmp_path / "authz.engine.parts.yaml"
+    path.write_text(
+        SCENARIO.replace("auth.engine.two-accounts", "authz.engine.parts")
+        .replace("xmpp-raw", "judge")
+        .split("steps:")[0]
+        + "steps:\n"
+        "  - expect: {actor: alice, match: bad-ping, decisive: true}\n"
+        "  - expect: {actor: alice, match: good-version, decisive: true}\n"
+        "  - expect: {actor: alice, match: bad-disco, decisive: true}\n"
+        "  - send: {actor: alice, xml: x}\n"
+        "  - expect: {actor: alice, match: bad-later, decisive: true}\n"
+    )
+    run = run_item(
+        load_scenario(path), {"server": AdminTarget(tmp_path / "server.log")}, tmp_path / "ev", NoServices()
+    )
+    assert run.verdict.outcome is Outcome.FAIL
+    assert run.verdict.reason == (
+        "step 1 (line 11): bad-ping broke the rule | also step 3 (line 13): bad-disco broke the rule"
+    )
+    assert [s.step for s in run.steps] == [1, 2, 3]  # nothing after the run of expects
