@@ -346,7 +346,9 @@ def clean_leftovers(client: docker.DockerClient, *, everything: bool = False) ->
     filters = {"label": RUN_LABEL}
     kinds = (("container", client.containers), ("network", client.networks), ("volume", client.volumes))
     for kind, collection in kinds:
-        options = {"all": True} if kind == "container" else {}
+        # sparse: no inspect per container after the listing, which fails with NotFound for a
+        # container removed meanwhile (a killed run's workers still stopping their own)
+        options = {"all": True, "sparse": True} if kind == "container" else {}
         for thing in collection.list(filters=filters, **options):
             labels = thing.attrs.get("Labels") or thing.attrs.get("Config", {}).get("Labels") or {}
             if not everything and owner_alive(labels.get(OWNER_LABEL, "")):
@@ -360,5 +362,6 @@ def clean_leftovers(client: docker.DockerClient, *, everything: bool = False) ->
                     thing.remove(force=True)
             except docker.errors.NotFound:
                 continue  # removed meanwhile (a killed run's workers still stopping their own)
-            removed.append(f"{kind} {thing.name}")
+            name = thing.name or (thing.attrs.get("Names") or ["?"])[0].lstrip("/")  # sparse: Names
+            removed.append(f"{kind} {name}")
     return removed

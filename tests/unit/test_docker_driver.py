@@ -36,10 +36,20 @@ class FakeCollection:
         self.things = things or []
         self.created: list[tuple[str, dict[str, Any]]] = []
 
-    def list(self, filters: dict[str, Any] | None = None, names: list[str] | None = None, **_: Any) -> list:
+    def list(
+        self,
+        filters: dict[str, Any] | None = None,
+        names: list[str] | None = None,
+        sparse: bool = False,
+        **_: Any,
+    ) -> list:
         found = self.things
         if names is not None:
             found = [t for t in found if t.name in names]
+        if sparse:  # the engine's list answer itself: no inspect, Names instead of Name
+            return [SparseThing(t) for t in found]
+        if any(getattr(t, "vanished", False) for t in found):  # docker-py inspects each one
+            raise docker.errors.NotFound("No such container (removed after the listing)")
         return list(found)
 
     def create(self, name: str, **options: Any) -> Any:
@@ -47,6 +57,21 @@ class FakeCollection:
         thing = FakeThing(name, options.get("labels") or {}, self)
         self.things.append(thing)
         return thing
+
+
+class SparseThing:
+    """A container as ``containers.list(sparse=True)`` gives it: no name, top-level Labels."""
+
+    def __init__(self, thing: FakeThing) -> None:
+        self.thing = thing
+        self.name = None
+        labels = thing.attrs.get("Config", {}).get("Labels") or thing.attrs.get("Labels")
+        self.attrs = {"Labels": labels, "Names": [f"/{thing.name}"]}
+
+    def remove(self, **options: Any) -> None:
+        if getattr(self.thing, "vanished", False):
+            raise docker.errors.NotFound("No such container")
+        self.thing.remove(**options)
 
 
 class FakeThing:
@@ -131,6 +156,16 @@ def test_clean_removes_what_gone_runs_left_and_spares_live_ones() -> None:
     assert all(t.removed for t in gone) and not any(t.removed for t in kept)
     assert gone[0].removed_volumes, "a container goes with the anonymous volumes of its image"
     assert clean_leftovers(client, everything=True) == ["container c-live", "volume v-elsewhere"]  # type: ignore[arg-type]
+
+
+def test_clean_survives_a_container_removed_while_it_runs() -> None:
+    """A killed run's workers may still remove their containers while clean lists them."""
+    client = FakeClient()
+    dead = f"{socket.gethostname()}:{2**22 + 12345}"
+    vanishing = _leftover(client, "containers", "c-vanishing", dead)
+    vanishing.vanished = True  # type: ignore[attr-defined]
+    _leftover(client, "containers", "c-dead", dead)
+    assert clean_leftovers(client) == ["container c-dead"]  # type: ignore[arg-type]
 
 
 def test_owner_alive_reads_host_and_pid() -> None:
