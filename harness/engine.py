@@ -206,6 +206,18 @@ def _decide(step: Step, index: int, seen: Observation | None, decided: list[Deci
     return None
 
 
+def _deadline(step: Step, params: dict[str, Any]) -> float | None:
+    """How long a step may take: what it waits for on the wire plus a margin. An admin step runs
+    the product's tool, bounded by the target's own command timeout (an error of the target,
+    not of the step, when exceeded): a slow tool on a loaded machine is not a finding."""
+    if step.action == "admin":
+        return None
+    within = max(
+        [float(params.get("within", 0))] + [float(a.get("within", 0)) for a in params.get("alternatives", [])]
+    )
+    return within + STEP_TIMEOUT_S * 2
+
+
 async def _run_step(
     index: int,
     step: Step,
@@ -219,11 +231,7 @@ async def _run_step(
     started = time.monotonic()
     try:
         params = placeholders.resolve(step.params)
-        within = max(
-            [float(params.get("within", 0))]
-            + [float(a.get("within", 0)) for a in params.get("alternatives", [])]
-        )
-        async with asyncio.timeout(within + STEP_TIMEOUT_S * 2):
+        async with asyncio.timeout(_deadline(step, params)):
             seen = await _perform(step, actors, targets, params)
         return _decide(step, index, seen, decided) if step.decisive else None
     except StepOutcome as exc:

@@ -32,6 +32,7 @@ from harness.results import ItemResult, RunRecord, TargetRecord, utc_timestamp, 
 from harness.scenario.loader import ScenarioError, load_all, load_scenario, scenario_files
 from harness.scenario.model import Scenario
 from harness.shard import Shard, ShardError
+from harness.targets.docker import clean_leftovers, connect
 from harness.targets.docker import owner as docker_owner
 from harness.targets.running import RunningTarget
 from harness.targets.spec import CatalogueError
@@ -457,6 +458,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _RUN = pytest.StashKey[RunRecord]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After xdist ended the workers: remove the containers they left. execnet gives a worker
+    15 s to end once the controller stops it, then ``os._exit``s it, which can cut a worker's
+    stop of its containers short (Ctrl-C on a loaded machine); they carry the run's owner label."""
+    state = config.stash.get(_STATE, None)
+    if state is None or parallel.is_worker(config) or not getattr(config.option, "numprocesses", None):
+        return
+    if state.selection.driver == "docker":
+        for thing in clean_leftovers(connect(), owned_by=docker_owner()):
+            print(f"interop: removed {thing}, which a stopped worker left", file=sys.stderr)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

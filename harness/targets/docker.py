@@ -339,11 +339,15 @@ def owner_alive(label: str) -> bool:
     return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
-def clean_leftovers(client: docker.DockerClient, *, everything: bool = False) -> list[str]:
+def clean_leftovers(
+    client: docker.DockerClient, *, everything: bool = False, owned_by: str | None = None
+) -> list[str]:
     """Remove the containers, networks and volumes of runs whose harness process is gone (all
-    the harness's, with ``everything``); returns what was removed, e.g. ``container NAME``."""
+    the harness's, with ``everything``; only those labelled with the owner ``owned_by``, alive
+    or not, with that); returns what was removed, e.g. ``container NAME``."""
     removed = []
-    filters = {"label": RUN_LABEL}
+    filters = {"label": [RUN_LABEL, f"{OWNER_LABEL}={owned_by}"] if owned_by else RUN_LABEL}
+    everything = everything or owned_by is not None
     kinds = (("container", client.containers), ("network", client.networks), ("volume", client.volumes))
     for kind, collection in kinds:
         # sparse: no inspect per container after the listing, which fails with NotFound for a

@@ -43,7 +43,7 @@ class FakeCollection:
         sparse: bool = False,
         **_: Any,
     ) -> list:
-        found = self.things
+        found = [t for t in self.things if _has_labels(t, (filters or {}).get("label", []))]
         if names is not None:
             found = [t for t in found if t.name in names]
         if sparse:  # the engine's list answer itself: no inspect, Names instead of Name
@@ -57,6 +57,16 @@ class FakeCollection:
         thing = FakeThing(name, options.get("labels") or {}, self)
         self.things.append(thing)
         return thing
+
+
+def _has_labels(thing: Any, wanted: str | list[str]) -> bool:
+    """The engine's label filter: every ``key`` or ``key=value`` given must hold."""
+    labels = thing.attrs.get("Config", {}).get("Labels") or thing.attrs.get("Labels") or {}
+    for entry in [wanted] if isinstance(wanted, str) else wanted:
+        key, has_value, value = entry.partition("=")
+        if key not in labels or (has_value and labels[key] != value):
+            return False
+    return True
 
 
 class SparseThing:
@@ -166,6 +176,18 @@ def test_clean_survives_a_container_removed_while_it_runs() -> None:
     vanishing.vanished = True  # type: ignore[attr-defined]
     _leftover(client, "containers", "c-dead", dead)
     assert clean_leftovers(client) == ["container c-dead"]  # type: ignore[arg-type]
+
+
+def test_clean_of_one_owner_removes_its_things_even_while_it_lives() -> None:
+    """The run's own sweep after its workers ended: what they left, and nothing of another run."""
+    client = FakeClient()
+    here = socket.gethostname()
+    mine, other = f"{here}:{os.getpid()}", f"{here}:1"
+    _leftover(client, "containers", "c-mine", mine)
+    _leftover(client, "volumes", "v-mine", mine)
+    kept = _leftover(client, "containers", "c-other", other)
+    assert clean_leftovers(client, owned_by=mine) == ["container c-mine", "volume v-mine"]  # type: ignore[arg-type]
+    assert not kept.removed
 
 
 def test_owner_alive_reads_host_and_pid() -> None:

@@ -3,6 +3,7 @@ ordering barriers, admin steps and step timings."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -139,13 +140,8 @@ class AdminTarget(BrokenProvisioning):
         self.admin_calls.append((op, params))
 
 
-def test_after_runs_round_trips_in_order_and_admin_reaches_the_target(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    kinds = {**actor_kinds(), "recorder": Recorder}
-    monkeypatch.setattr("harness.engine.actor_kinds", lambda: kinds)
-    monkeypatch.setattr("harness.scenario.loader.actor_kinds", lambda: kinds)
-    monkeypatch.setattr("harness.engine.PacketCapture", NoCapture)
+@pytest.mark.usefixtures("actors_for_tests")
+def test_after_runs_round_trips_in_order_and_admin_reaches_the_target(tmp_path: Path) -> None:
     Recorder.calls.clear()
     path = tmp_path / "authz.engine.barrier.yaml"
     path.write_text(BARRIER_SCENARIO)
@@ -171,11 +167,28 @@ def test_after_runs_round_trips_in_order_and_admin_reaches_the_target(
     assert [(d.step, d.observed) for d in run.decided_by] == [(3, "saw m")]
 
 
-def _run_recorders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, steps: str) -> Any:
-    kinds = {**actor_kinds(), "recorder": Recorder}
-    monkeypatch.setattr("harness.engine.actor_kinds", lambda: kinds)
-    monkeypatch.setattr("harness.scenario.loader.actor_kinds", lambda: kinds)
-    monkeypatch.setattr("harness.engine.PacketCapture", NoCapture)
+class SlowAdminTarget(AdminTarget):
+    """An admin tool that takes longer than any step deadline (ejabberdctl on a loaded machine)."""
+
+    def admin(self, op: str, params: dict[str, str]) -> None:
+        time.sleep(0.3)
+        super().admin(op, params)
+
+
+@pytest.mark.usefixtures("actors_for_tests")
+def test_an_admin_step_is_bounded_by_the_targets_tool_timeout_not_the_step_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("harness.engine.STEP_TIMEOUT_S", 0.01)
+    path = tmp_path / "authz.engine.barrier.yaml"
+    path.write_text(BARRIER_SCENARIO.replace(", via: ", ", within: 0, via: "))
+    target = SlowAdminTarget(tmp_path / "server.log")
+    run = run_item(load_scenario(path), {"server": target}, tmp_path / "ev", NoServices())
+    assert run.verdict.outcome is Outcome.PASS, run.verdict.reason
+    assert [op for op, _ in target.admin_calls] == ["create-room"]
+
+
+def _run_recorders(tmp_path: Path, steps: str) -> Any:
     path = tmp_path / "authz.engine.barrier.yaml"
     path.write_text(BARRIER_SCENARIO[: BARRIER_SCENARIO.index("steps:")] + "steps:\n" + steps)
     return run_item(
@@ -183,12 +196,10 @@ def _run_recorders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, steps: str) 
     )
 
 
-def test_a_decisive_step_that_did_not_test_the_rule_makes_the_item_unsupported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("actors_for_tests")
+def test_a_decisive_step_that_did_not_test_the_rule_makes_the_item_unsupported(tmp_path: Path) -> None:
     run = _run_recorders(
         tmp_path,
-        monkeypatch,
         "  - expect-nothing: {actor: bob, match: untested, decisive: true}\n"
         "  - expect-nothing: {actor: bob, match: later}\n",
     )
@@ -200,12 +211,10 @@ def test_a_decisive_step_that_did_not_test_the_rule_makes_the_item_unsupported(
     assert [s.step for s in run.steps] == [1]  # the item ends there
 
 
-def test_the_same_observation_on_a_step_that_is_not_decisive_changes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("actors_for_tests")
+def test_the_same_observation_on_a_step_that_is_not_decisive_changes_nothing(tmp_path: Path) -> None:
     run = _run_recorders(
         tmp_path,
-        monkeypatch,
         "  - expect-nothing: {actor: bob, match: untested}\n"
         "  - expect-nothing: {actor: bob, match: rule, decisive: true}\n",
     )
@@ -213,16 +222,18 @@ def test_the_same_observation_on_a_step_that_is_not_decisive_changes_nothing(
     assert [(d.step, d.line, d.observed) for d in run.decided_by] == [(2, 13, "saw rule")]
 
 
+@pytest.mark.usefixtures("actors_for_tests")
 def test_a_decisive_step_that_observes_nothing_cannot_give_a_pass(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An action that returns no observation (here send, forced past the loader) decides nothing."""
     monkeypatch.setattr(Recorder, "deciding_actions", frozenset({"send", "expect-nothing"}))
-    run = _run_recorders(tmp_path, monkeypatch, "  - send: {actor: alice, xml: x, decisive: true}\n")
+    run = _run_recorders(tmp_path, "  - send: {actor: alice, xml: x, decisive: true}\n")
     assert run.verdict.outcome is Outcome.UNSUPPORTED
     assert run.verdict.reason.endswith("did not put it to the test: the step observed nothing")
 
 
+@pytest.mark.usefixtures("actors_for_tests")
 @pytest.mark.parametrize(
     ("steps", "problem"),
     [
@@ -238,11 +249,7 @@ def test_a_decisive_step_that_observes_nothing_cannot_give_a_pass(
         ),
     ],
 )
-def test_the_loader_wants_one_decisive_step_that_can_decide(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, steps: str, problem: str
-) -> None:
-    kinds = {**actor_kinds(), "recorder": Recorder}
-    monkeypatch.setattr("harness.scenario.loader.actor_kinds", lambda: kinds)
+def test_the_loader_wants_one_decisive_step_that_can_decide(tmp_path: Path, steps: str, problem: str) -> None:
     path = tmp_path / "authz.engine.barrier.yaml"
     path.write_text(BARRIER_SCENARIO[: BARRIER_SCENARIO.index("steps:")] + "steps:\n" + steps)
     with pytest.raises(ScenarioError, match=problem):
@@ -304,13 +311,8 @@ class Judge(Actor):
         """Nothing to release."""
 
 
-def test_every_broken_part_among_consecutive_decisive_expects_is_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    kinds = {**actor_kinds(), "judge": Judge}
-    monkeypatch.setattr("harness.engine.actor_kinds", lambda: kinds)
-    monkeypatch.setattr("harness.scenario.loader.actor_kinds", lambda: kinds)
-    monkeypatch.setattr("harness.engine.PacketCapture", NoCapture)
+@pytest.mark.usefixtures("actors_for_tests")
+def test_every_broken_part_among_consecutive_decisive_expects_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "authz.engine.parts.yaml"
     path.write_text(
         SCENARIO.replace("auth.engine.two-accounts", "authz.engine.parts")
@@ -331,3 +333,12 @@ def test_every_broken_part_among_consecutive_decisive_expects_is_reported(
         "step 1 (line 11): bad-ping broke the rule | also step 3 (line 13): bad-disco broke the rule"
     )
     assert [s.step for s in run.steps] == [1, 2, 3]  # nothing after the run of expects
+
+
+@pytest.fixture
+def actors_for_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine and the loader know the test actors (recorder, judge); nothing is captured."""
+    kinds = {**actor_kinds(), "recorder": Recorder, "judge": Judge}
+    monkeypatch.setattr("harness.engine.actor_kinds", lambda: kinds)
+    monkeypatch.setattr("harness.scenario.loader.actor_kinds", lambda: kinds)
+    monkeypatch.setattr("harness.engine.PacketCapture", NoCapture)
