@@ -93,6 +93,8 @@ class TargetRecord:
     # whether a run on the project's machines verified the catalogue entry with this driver
     # (None: not a catalogue entry, e.g. an external target). Reports mark False loudly.
     verified_here: bool | None = None
+    # what the run's edits changed in the packaged files: files (lines changed), adds, diff path
+    config_changes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.instance_of = self.instance_of or self.name
@@ -109,6 +111,7 @@ class TargetRecord:
             "knobs": dict(self.knobs),
             "role": self.role,
             **({} if self.verified_here is None else {"verified_here": self.verified_here}),
+            **({"config_changes": self.config_changes} if self.config_changes else {}),
         }
 
     def run_target(self) -> dict[str, Any]:

@@ -16,8 +16,10 @@ import jinja2
 
 from harness.report.matrix import (
     CATEGORY_ORDER,
+    CONFIG_CHANGES_INTRO,
     NOT_RUN,
     NOT_VERIFIED,
+    config_changes,
     entry_state,
     format_score,
     score,
@@ -80,6 +82,8 @@ def render_html(run: RunRecord, run_dir: Path) -> list[Path]:
             not_run=NOT_RUN,
             entry_state=entry_state,
             not_verified=NOT_VERIFIED,
+            config_changes=config_changes(run),
+            config_changes_intro=CONFIG_CHANGES_INTRO,
         ),
         encoding="utf-8",
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import shlex
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from tabulate import tabulate
@@ -198,6 +199,50 @@ def _knobs_text(knobs: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(knobs.items()))
 
 
+@dataclass(frozen=True)
+class ConfigChange:
+    """One target's line of "What the run changed in the packaged configuration"."""
+
+    target: str
+    files: str  # "c2s.xml (9 lines), s2s.xml (8 lines)"
+    diff: str  # the diff's path in the run folder
+    adds: tuple[str, ...]
+
+
+def config_changes(run: RunRecord) -> list[ConfigChange]:
+    """The targets whose packaged files the run edited, in the matrix's order."""
+    by_name = {t["name"]: t for t in run.targets}
+    changes = []
+    for name in run.target_names():
+        changed = by_name.get(name, {}).get("config_changes")
+        if changed:
+            files = ", ".join(f"{f} ({n} lines)" for f, n in sorted(changed["files"].items()))
+            changes.append(ConfigChange(name, files, changed["diff"], tuple(changed["adds"])))
+    return changes
+
+
+CONFIG_CHANGES_INTRO = (
+    "The run's own edits of each product's packaged files (addresses, ports, paths, the run's "
+    "certificate and storage; knob values are in the targets table). Each diff compares the "
+    "packaged file with the one the run used."
+)
+
+
+def _config_section(run: RunRecord) -> list[str]:
+    changes = config_changes(run)
+    if not changes:
+        return []
+    lines = ["", "## What the run changed in the packaged configuration", "", CONFIG_CHANGES_INTRO, ""]
+    for change in changes:
+        lines.append(
+            f"- **{escape_cell(change.target)}**: {escape_cell(change.files)}; diff: `{change.diff}`"
+        )
+        lines += [
+            f"  - adds what the package does not configure: {escape_cell(added)}" for added in change.adds
+        ]
+    return lines
+
+
 def _header(run: RunRecord) -> list[str]:
     counts = Counter(item.outcome for item in run.items)
     breakdown = ", ".join(f"{o.value} {counts[o.value]}" for o in Outcome if counts[o.value])
@@ -248,7 +293,7 @@ def _header(run: RunRecord) -> list[str]:
         )
     columns = ["target", "product", "version", "driver", "domain", "address", "knobs", "entry"]
     lines.append(_table(rows, columns))
-    return lines
+    return lines + _config_section(run)
 
 
 def _single_table(items: list[ItemResult], order: list[str]) -> str:

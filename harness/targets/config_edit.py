@@ -19,6 +19,16 @@ from harness.targets.spec import CatalogueError
 Edit = dict[str, Any]
 
 
+def normalized(text: str, fmt: str) -> str:
+    """A file as the edits write it back (YAML and XML re-serialized, comments gone), so that a
+    diff against the edited file shows the edits and nothing of the serializer."""
+    if fmt == "yaml":
+        return yaml.safe_dump(yaml.safe_load(text), sort_keys=False, default_flow_style=False, width=1000)
+    if fmt == "xml":
+        return '<?xml version="1.0"?>\n' + ET.tostring(ET.fromstring(text), encoding="unicode") + "\n"
+    return text
+
+
 def file_format(name: str) -> str:
     suffix = Path(name).suffix
     return {".yml": "yaml", ".yaml": "yaml", ".xml": "xml"}.get(suffix, "text")

@@ -23,7 +23,8 @@ import jinja2
 from harness.actors import Account
 from harness.environment.pki import IssuedCertificate
 from harness.environment.run_env import RunEnvironment
-from harness.targets.config_edit import apply_edits, file_format
+from harness.targets.config_changes import ConfigChanges, without_adds
+from harness.targets.config_edit import apply_edits, file_format, normalized
 from harness.targets.running import RunningTarget
 from harness.targets.spec import CatalogueError, TargetSpec, value_list
 from harness.verdict import HarnessError, TargetError, Unsupported
@@ -76,6 +77,7 @@ class ManagedTarget(RunningTarget):
         self._lock = threading.Lock()
         self._jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
         self._context: dict[str, Any] = {}
+        self.config_changes = ConfigChanges()  # the run's edits, once the files are rendered
 
     # -- what a driver provides ----------------------------------------------------------------
 
@@ -155,6 +157,9 @@ class ManagedTarget(RunningTarget):
         return edits
 
     def _render_files(self) -> None:
+        """Write the run's files: packaged file, the run's edits, then the knobs' edits (the
+        run's edits alone are recorded in :attr:`config_changes` for the reports)."""
+        changes = ConfigChanges()
         known = {str(f.get("dest")) for f in self.spec.files}
         for name, value in self.knobs.items():
             for edit in self.spec.knobs[name].edits_for(value):
@@ -177,8 +182,25 @@ class ManagedTarget(RunningTarget):
                     raise TargetError(f"{where}: cannot read packaged file {src}: {exc}") from exc
             else:
                 raise CatalogueError(f"{where}: a files entry needs source, copy or template")
-            edits = self._render(list(entry.get("edits") or [])) + self._knob_edits(entry["dest"])
-            dest.write_text(apply_edits(text, file_format(entry["dest"]), edits, where))
+            fmt = file_format(entry["dest"])
+            run_edits = self._render(list(entry.get("edits") or []))
+            edited = apply_edits(text, fmt, without_adds(run_edits), where)
+            if "source" in entry and run_edits:
+                packaged = normalized(text, fmt)
+                changes.record(entry["dest"], str(entry["source"]), packaged, edited, run_edits)
+            dest.write_text(apply_edits(edited, fmt, self._knob_edits(entry["dest"]), where))
+        self.config_changes = changes
+
+    def config_diff(self) -> tuple[str, dict[str, Any]]:
+        changes = self.config_changes
+        text = changes.diff_text(
+            {
+                str(self.ca_file): "<the run's CA certificate>",
+                str(self.env.work_dir): "<work folder>",
+                self.address: "<address>",
+            }
+        )
+        return text, {"files": changes.changed_lines(), "adds": list(changes.adds)}
 
     # -- processes ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import abc
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.actors import Account, TargetView
 from harness.verdict import TargetError, Unsupported
@@ -39,6 +40,12 @@ class RunningTarget(abc.ABC):
 
     def __init__(self) -> None:
         self._accounts: dict[str, Account] = {}
+
+    def config_diff(self) -> tuple[str, dict[str, Any]]:
+        """The run's edits of the packaged configuration: a diff that reads the same from every
+        worker, and its summary for the target's record (("", {}): the harness did not render
+        this target's files)."""
+        return "", {}
 
     def view(self) -> TargetView:
         return TargetView(

@@ -79,6 +79,7 @@ Modules
     ``xmpp_roster``        rosters (RFC 6121 §2)
     ``xmpp_presence``      presence (RFC 6121 §4)
     ``xmpp_subscription``  subscriptions (RFC 6121 §3)
+    ``xmpp_robustness``    bad input from a client (stream errors for it) and serving on after it
 
 Two PKIs: :func:`make_pki` (quick EC certificates of its own, for the unit tests) and
 :func:`pki_from_ca` (the harness's :class:`~harness.environment.pki.CertificateAuthority`, as a
@@ -97,6 +98,7 @@ import threading
 import xml.etree.ElementTree as ET
 from typing import Any, Self
 
+from tests.doubles import xmpp_robustness as robustness
 from tests.doubles.xmpp_bind import BindMixin
 from tests.doubles.xmpp_config import FLAWS, DoubleConfig
 from tests.doubles.xmpp_connection import _Close, _Restart
@@ -236,6 +238,9 @@ class XmppDouble(SubscriptionRouter):
         conn = _Connection(self, reader, writer, tls=direct, number=self._counter)
         self.log(f"#{conn.number} connected from {peer and peer[0]}{' (direct TLS)' if direct else ''}")
         try:
+            if robustness.refuses(self):
+                conn.log("closing the new connection at once (the double stopped serving)")
+                return
             await conn.run()
         except (ConnectionError, ssl.SSLError, OSError, asyncio.IncompleteReadError) as exc:
             self.log(f"#{conn.number} connection error: {type(exc).__name__}: {exc}")
@@ -245,6 +250,7 @@ class XmppDouble(SubscriptionRouter):
             self.log(f"#{conn.number} DOUBLE BUG: {type(exc).__name__}: {exc}")
             raise
         finally:
+            robustness.release(conn)
             for svc in self.services:
                 await svc.on_unbind(conn)
             conn.unbind()
@@ -262,7 +268,7 @@ class _Connection(LegacyAuthMixin, BindMixin, StanzaMixin):
 
     async def run(self) -> None:
         while True:
-            parser = ET.XMLPullParser(events=("start", "end"))
+            parser = ET.XMLPullParser(events=("start", "end", "comment", "pi"))
             depth = 0
             root = None
             try:
@@ -271,15 +277,20 @@ class _Connection(LegacyAuthMixin, BindMixin, StanzaMixin):
                     if not data:
                         return
                     self.server.received.append(data)
+                    self.last_data = data
+                    await robustness.wait_turn(self)
                     try:
                         parser.feed(data)
                         events = list(parser.read_events())
                     except ET.ParseError as exc:
                         self.log(f"not well-formed: {exc}")
-                        await self.stream_error("not-well-formed")
+                        await robustness.bad_input(self, "not-well-formed")
                         return
                     for event, el in events:
-                        if event == "start":
+                        if event in ("comment", "pi"):
+                            if await robustness.restricted(self, event):
+                                return
+                        elif event == "start":
                             depth += 1
                             if depth == 1:
                                 root = el
@@ -294,6 +305,7 @@ class _Connection(LegacyAuthMixin, BindMixin, StanzaMixin):
                                 self.log("client closed its stream")
                                 await self.send("</stream:stream>")
                                 return
+                    robustness.partial(self, depth)
             except _Restart:
                 continue
             except _Close:
@@ -310,13 +322,17 @@ class _Connection(LegacyAuthMixin, BindMixin, StanzaMixin):
         stream_id = "" if after_tls and cfg.has("no-stream-id-after-tls") else f" id='{os.urandom(8).hex()}'"
         await self.send(
             f"<?xml version='1.0'?><stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAM}'"
-            f"{stream_id} from='{cfg.domain}' version='1.0' xml:lang='en'>"
+            f"{stream_id} from='{cfg.domain}' version='{robustness.answered_version(self, el)}' xml:lang='en'>"
         )
-        if el.tag != f"{{{NS_STREAM}}}stream":
-            await self.stream_error("invalid-namespace")
+        if el.tag != f"{{{NS_STREAM}}}stream" and not cfg.has("accept-any-stream-namespace"):
+            await robustness.bad_input(self, "invalid-namespace")
             raise _Close
-        if el.get("to") not in (None, cfg.domain):
-            await self.stream_error("host-unknown")
+        problem = robustness.header_problem(self, el)
+        if problem:
+            await robustness.bad_input(self, problem)
+            raise _Close
+        if el.get("to") not in (None, cfg.domain) and not cfg.has("serve-unknown-host"):
+            await robustness.bad_input(self, "host-unknown")
             raise _Close
         features = ["<stream:features>"]
         if self.user is not None:
@@ -366,8 +382,11 @@ class _Connection(LegacyAuthMixin, BindMixin, StanzaMixin):
                 await self.on_stanza_before_bind(el)
             else:
                 await self.on_stanza(el)
+        elif self.jid is not None and el.get("to") and self.cfg.has("route-arbitrary-elements"):
+            self.log(f"flaw route-arbitrary-elements: delivering <{el.tag}> to {el.get('to')}")
+            await self.server.deliver(el, self.server.sessions_for(el.get("to", "")))
         else:
-            await self.stream_error("unsupported-stanza-type")
+            await robustness.bad_input(self, "unsupported-stanza-type")
             raise _Close
 
     async def on_starttls(self) -> None:

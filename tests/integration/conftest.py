@@ -78,6 +78,7 @@ RUN_FIXTURES: dict[str, RunKey] = {
     "auth_run": ("authentication", "local", None),
     "authz_run": ("authorization", "local", None),
     "fed_run": ("federation", "local", None),
+    "robust_run": ("robustness", "local", None),
     "auth_serial_run": ("authentication", "local", "1"),
 }
 DOCKER_FIXTURE = "both_drivers"  # parametrized by category: the local and the docker run
@@ -178,6 +179,12 @@ def fed_run(category_runs: CategoryRuns) -> InteropRun:
 
 
 @pytest.fixture(scope="session")
+def robust_run(category_runs: CategoryRuns) -> InteropRun:
+    """The robustness category on the three local servers."""
+    return category_runs.get(RUN_FIXTURES["robust_run"])
+
+
+@pytest.fixture(scope="session")
 def auth_serial_run(category_runs: CategoryRuns) -> InteropRun:
     """The authentication category one item at a time (``--jobs 1``)."""
     return category_runs.get(RUN_FIXTURES["auth_serial_run"])
@@ -202,3 +209,8 @@ def fed_scenarios() -> list[Scenario]:
 @pytest.fixture(scope="session")
 def authz_scenarios() -> list[Scenario]:
     return scenarios_of("authorization")
+
+
+@pytest.fixture(scope="session")
+def robust_scenarios() -> list[Scenario]:
+    return scenarios_of("robustness")

@@ -25,7 +25,12 @@ from harness.targets import docker_images
 from harness.targets.docker import OWNER_LABEL, RUN_LABEL
 from tests.integration.conftest import ROOT, CategoryRuns, InteropRun, interop
 
-LOCAL_RUNS = {"authentication": "auth_run", "authorization": "authz_run", "federation": "fed_run"}
+LOCAL_RUNS = {
+    "authentication": "auth_run",
+    "authorization": "authz_run",
+    "federation": "fed_run",
+    "robustness": "robust_run",
+}
 
 
 @pytest.fixture(scope="session")

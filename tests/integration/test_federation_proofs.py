@@ -66,6 +66,7 @@ def valid_cert(bad: str) -> Mutation:
     """The impostor presents a valid certificate where the scenario presents a ``bad`` one."""
     return with_params(f"connect impostor: '{bad}'", certificate="valid")
 
+
 FED_PROOFS: dict[str, FedProof] = {
     "fed.tls.starttls-offered": FedProof(
         ("prosody", "ejabberd"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,3 +47,35 @@ def test_for_each_other_than_value_list_is_refused(tmp_path: Path) -> None:
     target = _target(spec, tmp_path, {"x": "1"})
     with pytest.raises(CatalogueError, match="for_each must be value_list"):
         target._knob_edits("ejabberd.yml")
+
+
+def test_the_runs_own_edits_are_recorded_as_a_diff_against_the_packaged_file(tmp_path: Path) -> None:
+    """Knob edits stay out of the diff (they are the knobs); ``adds:`` is reported, not applied."""
+    spec = load_spec(PROJECT_ROOT / "fixtures" / "targets" / "jabberd2")
+    spec = dataclasses.replace(spec, files=[f for f in spec.files if f.get("dest") == "c2s.xml"])
+    target = _target(spec, tmp_path, {"c2s_require_encryption": "true"})
+    target.run_dir = tmp_path / "run"
+    target._context.update(
+        run_dir=str(target.run_dir),
+        address=target.address,
+        ports=target.ports,
+        cert=SimpleNamespace(pem_path=f"{tmp_path}/certs/t.pem"),
+    )
+    packaged = {
+        "/etc/jabberd2/c2s.xml": "<c2s><!-- packaged --><pidfile>/run/c2s.pid</pidfile><router><ip>127.0.0.1</ip>"
+        "<port>5347</port></router><log><file>/var/log/c2s.log</file></log><local><id register-enable='mu'>"
+        "localhost.localdomain</id><ip>0.0.0.0</ip><port>5222</port></local><authreg><sqlite><dbname>/x.db"
+        "</dbname></sqlite></authreg></c2s>",
+    }
+    target._packaged_text = lambda path: packaged[path]  # type: ignore[method-assign]
+    target._render_files()
+    diff, summary = target.config_diff()
+    assert "-" + packaged["/etc/jabberd2/c2s.xml"][:5] in diff  # the packaged side, one line of XML
+    assert f"{tmp_path}" not in diff and "<work folder>/run/c2s.pid" in diff
+    assert "pemfile=" in diff and "require-starttls" not in diff  # the knob's edit is not the run's
+    assert "require-starttls" in (target.run_dir / "c2s.xml").read_text()  # ... but it is applied
+    assert "adds=" not in (target.run_dir / "c2s.xml").read_text()
+    assert summary["files"]["c2s.xml"] > 0
+    assert summary["adds"] == [
+        "c2s.xml: " + next(e["adds"] for e in target.spec.files[0]["edits"] if "adds" in e)
+    ]

@@ -530,3 +530,27 @@ def test_an_unverified_catalogue_entry_is_marked_in_every_report(tmp_path):
     for t in run.targets:
         t["verified_here"] = True
     assert "NOT VERIFIED HERE" not in render_matrix(run)
+
+
+def test_what_the_run_changed_in_the_packaged_files_is_in_every_report(tmp_path):
+    from harness.results import read_results, write_results
+
+    run = make_run()
+    changes = {
+        "files": {"c2s.xml": 9},
+        "adds": ["c2s.xml: a TLS certificate <pemfile> the package lacks"],
+        "diff": "targets/jabberd2/packaged-config.diff",
+    }
+    for t in run.targets:
+        if t["name"] == "jabberd2":
+            t["config_changes"] = changes
+    md = render_matrix(run)
+    section = md.split("## What the run changed in the packaged configuration")[1].split("\n## ")[0]
+    assert "- **jabberd2**: c2s.xml (9 lines); diff: `targets/jabberd2/packaged-config.diff`" in section
+    assert "  - adds what the package does not configure: c2s.xml: a TLS certificate \\<pemfile>" in section
+    assert "prosody" not in section  # a target without edits (here: none recorded) has no line
+    write_reports(run, tmp_path)
+    index = (tmp_path / "index.html").read_text()
+    assert '<a href="targets/jabberd2/packaged-config.diff">the diff</a>' in index
+    assert "a TLS certificate &lt;pemfile&gt; the package lacks" in index
+    assert read_results(write_results(run, tmp_path / "results.json")) == run  # the schema has the field

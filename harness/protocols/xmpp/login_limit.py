@@ -16,11 +16,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from harness.protocols.xmpp.elements import condition, local
+from harness.protocols.xmpp.elements import NS_SASL, condition, local
 from harness.protocols.xmpp.inbox import WITHIN_SCHEMA, params_schema
 from harness.verdict import Failed, Observation, StepOutcome
 
-NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 MAX_ATTEMPTS = 50  # the network rule: bounded counts
 
 LOGIN_ATTEMPTS_SCHEMA = params_schema(

@@ -94,7 +94,7 @@ def summarize(el: ET.Element, limit: int = 120) -> str:
     names say enough, and the full evidence is in the stream log."""
     tag = short_tag(el.tag)
     parts = [tag.rsplit("}", 1)[-1] if tag.startswith("{") else tag]
-    for key in ("type", "id", "what", "mechanism", "from", "to"):
+    for key in ("type", "id", "what", "mechanism", "from", "to", "version"):
         if key in el.attrib:
             parts.append(f"{key}={el.attrib[key]!r}")
     children = [short_tag(c.tag).rsplit("}", 1)[-1] for c in el]

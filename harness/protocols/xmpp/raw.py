@@ -55,6 +55,7 @@ from harness.protocols.xmpp.elements import (
     namespace,
     offered_mechanisms,
 )
+from harness.protocols.xmpp.held_connections import HOLD_CONNECTIONS_SCHEMA, HeldConnectionsMixin
 from harness.protocols.xmpp.inbox import (
     EXPECT_NOTHING_SCHEMA,
     EXPECT_SCHEMA,
@@ -89,7 +90,7 @@ __all__ = ["RawXmppActor", "Scram", "StreamParser"]
 
 
 @register
-class RawXmppActor(LoginLimitMixin, XmppActor):
+class RawXmppActor(LoginLimitMixin, HeldConnectionsMixin, XmppActor):
     """Raw client-to-server XMPP stream. See the module documentation."""
 
     kind = "xmpp-raw"
@@ -100,7 +101,12 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
                 "to": {"type": "string", "description": "stream 'to' (default: target domain; '' omits it)"},
                 "require_tls": {"type": "boolean", "default": True},
                 "expect_tls_failure": {"type": "boolean", "default": False},
-                "expect_stream_error": {"type": "boolean", "default": False},
+                "expect_stream_error": {
+                    "enum": [True, False, "either"],
+                    "default": False,
+                    "description": "true: the server must end the stream instead of opening it; either: "
+                    "both are allowed (a MAY of the spec), an expect step tells them apart",
+                },
                 "verify": {
                     "enum": ["target", "required"],
                     "default": "target",
@@ -152,8 +158,12 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
         "expect-nothing": EXPECT_NOTHING_SCHEMA,
         "disconnect": params_schema({"close_stream": {"type": "boolean", "default": True}}),
         "login-attempts": LOGIN_ATTEMPTS_SCHEMA,
+        "hold-connections": HOLD_CONNECTIONS_SCHEMA,
     }
-    deciding_actions: ClassVar[frozenset[str]] = XmppActor.deciding_actions | {"login-attempts"}
+    deciding_actions: ClassVar[frozenset[str]] = XmppActor.deciding_actions | {
+        "login-attempts",
+        "hold-connections",
+    }
 
     def __init__(self, ctx: ActorContext, options: dict[str, Any]) -> None:
         super().__init__(ctx, options)
@@ -263,7 +273,11 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
         )
 
     async def _open_stream(
-        self, to: str | None, deadline: float, expect_stream_error: bool = False, restart: bool = False
+        self,
+        to: str | None,
+        deadline: float,
+        expect_stream_error: bool | str = False,
+        restart: bool = False,
     ) -> bool:
         """(Re)start the stream: send a header, read the server's header and features.
         Returns False when the server ended the stream instead (allowed by ``expect_stream_error``).
@@ -299,7 +313,7 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
         if self.header is not None and self.header.tag != STREAM_TAG:
             raise Failed(f"server answered with <{short_tag(self.header.tag)}>, not a stream header")
         if first.tag == FEATURES_TAG:
-            if expect_stream_error:
+            if expect_stream_error is True:
                 raise Failed("server opened the stream (sent stream features) instead of a stream error")
             return True
         if expect_stream_error:
@@ -362,7 +376,7 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
         to: str | None = None,
         require_tls: bool = True,
         expect_tls_failure: bool = False,
-        expect_stream_error: bool = False,
+        expect_stream_error: bool | str = False,
         verify: str = "target",
         header: str | None = None,
         refused: str = "error",
@@ -429,7 +443,7 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
                 raise Failed(f"server accepted TLS {self.tls_info and self.tls_info['version']}")
         header_after_tls = header is not None and tls == "starttls"
         self._header = None if header_after_tls else header
-        if not await self._open_stream(to, deadline, expect_stream_error and not header_after_tls):
+        if not await self._open_stream(to, deadline, False if header_after_tls else expect_stream_error):
             return self._not_opened()
         if tls != "starttls":
             return self._opened()
@@ -457,7 +471,9 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
         if expect_tls_failure:
             raise Failed(f"server accepted TLS {self.tls_info and self.tls_info['version']}")
         self._header = header
-        if not await self._open_stream(to, deadline, expect_stream_error and header_after_tls, restart=True):
+        if not await self._open_stream(
+            to, deadline, expect_stream_error if header_after_tls else False, restart=True
+        ):
             return self._not_opened()
         return self._opened()
 
@@ -743,6 +759,7 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
             self._sent_close = True
 
     async def disconnect(self, close_stream: bool = True, within: float | None = None) -> None:
+        await self.release_held()
         if self._writer is None:
             return
         if close_stream and not self._conn_lost and not self._sent_close and self.header is not None:
@@ -774,6 +791,7 @@ class RawXmppActor(LoginLimitMixin, XmppActor):
 
     async def close(self) -> None:
         try:
+            await self.release_held()
             await self._shutdown()
         finally:
             self._log.close()
