@@ -5,7 +5,7 @@ its ``REAL_SERVER_SCENARIOS`` (an actor that plays a server, or a role knob the 
 honour) are proven here, each in one of two ways:
 
 * a real cell that breaks the rule in its packaged configuration (``mutate=None``): the named
-  pair must fail at the step that checks the rule;
+  targets must fail at the step that checks the rule;
 * the scenario made to misbehave (``mutate``): the peer server told to do what a correct
   scenario would not (present a valid certificate where the scenario presents a bad one, send
   a key its listener will not vouch for), or the role knob that configures the rule left out.
@@ -56,7 +56,7 @@ def without_role_knobs(scenario: Scenario) -> Scenario:
 
 @dataclasses.dataclass(frozen=True)
 class FedProof:
-    pair: tuple[str, str]  # (origin, receiver) target names
+    targets: tuple[str, ...]  # the target of each role, in the scenario's order (origin, receiver)
     step: str  # the step that must catch it (find_step selector)
     mutate: Mutation | None = None  # None: the real cell breaks the rule as packaged
     why: str = ""
@@ -115,6 +115,18 @@ FED_PROOFS: dict[str, FedProof] = {
     "fed.spoof.unverified-stream": FedProof(
         ("ejabberd", "jabberd2"), "expect impostor", None, "jabberd2 ignores the stanza silently"
     ),
+    "fed.dialback.after-untrusted-certificate": FedProof(
+        ("ejabberd",),
+        "authenticate peer: 'failure'",
+        None,
+        "ejabberd as packaged accepts dialback from any peer, whatever its certificate",
+    ),
+    "fed.s2s.reconnect-backoff": FedProof(
+        ("prosody",),
+        "count-connections peer",
+        None,
+        "prosody opens a new connection for every stanza to a peer that refuses it",
+    ),
     "fed.policy.blocked-domain": FedProof(("jabberd2", "prosody"), "expect alice", without_role_knobs),
     "fed.policy.allowlist": FedProof(("jabberd2", "prosody"), "expect alice", without_role_knobs),
 }
@@ -151,8 +163,7 @@ def test_fails_on_real_servers(scenario_id: str, topology: Topology, tmp_path: P
         scenario = proof.mutate(scenario)
     index, step = find_step(scenario, proof.step)
     assert step.decisive, f"the proof of {scenario_id} fails at {proof.step!r}, not a decisive step"
-    origin, receiver = proof.pair
-    names = {"origin": origin, "receiver": receiver}
+    names = dict(zip(scenario.roles, proof.targets, strict=True))
     targets = topology.targets(names, topology.role_knobs(scenario.roles, names), reset=needs_reset(scenario))
     run = run_item(scenario, targets, tmp_path / "evidence", topology)
     explain = f"{run.verdict.outcome.value}: {run.verdict.reason} ({proof.why}; evidence {tmp_path})"

@@ -55,6 +55,7 @@ Verdicts
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import shutil
 import ssl
@@ -69,6 +70,7 @@ from harness.protocols.xmpp.dialback import DB_RESULT_TAG, KeyBook, db_result, s
 from harness.protocols.xmpp.elements import (
     NS_CLIENT,
     NS_DIALBACK,
+    NS_DIALBACK_FEATURE,
     NS_SERVER,
     STREAM_ERROR_TAG,
     check_well_formed,
@@ -88,6 +90,7 @@ from harness.protocols.xmpp.inbox import (
 from harness.protocols.xmpp.match import CLOSED
 from harness.protocols.xmpp.ports import PORT_SCHEMA, resolve_port
 from harness.protocols.xmpp.raw import RawXmppActor
+from harness.protocols.xmpp.reconnection import COUNT_CONNECTIONS_SCHEMA, LISTEN_SCHEMA, judge
 from harness.protocols.xmpp.s2s_listener import ConnectionLog, S2sListener, server_context
 from harness.protocols.xmpp.tls import client_context
 from harness.verdict import Failed, HarnessError, Observation
@@ -151,10 +154,16 @@ class PeerServerActor(RawXmppActor):
                 "enum": list(CERTIFICATES),
                 "default": "valid",
                 "description": "the server certificate the peer's listener presents (none: no TLS offered)",
-            }
+            },
+            "incoming": {
+                "enum": ["serve", "refuse"],
+                "default": "serve",
+                "description": "refuse: the listener closes every connection at once (a peer that "
+                "refuses the target; count-connections measures how the target reconnects)",
+            },
         },
     }
-    deciding_actions: ClassVar[frozenset[str]] = XmppActor.deciding_actions
+    deciding_actions: ClassVar[frozenset[str]] = XmppActor.deciding_actions | {"count-connections"}
     actions: ClassVar[dict[str, dict[str, Any]]] = {
         "connect": params_schema(
             {
@@ -212,6 +221,8 @@ class PeerServerActor(RawXmppActor):
         "expect": EXPECT_SCHEMA,
         "expect-nothing": EXPECT_NOTHING_SCHEMA,
         "disconnect": RawXmppActor.actions["disconnect"],
+        "listen": LISTEN_SCHEMA,
+        "count-connections": COUNT_CONNECTIONS_SCHEMA,
     }
 
     def __init__(self, ctx: ActorContext, options: dict[str, Any]) -> None:
@@ -223,6 +234,7 @@ class PeerServerActor(RawXmppActor):
         self._inbox: PeerInbox = PeerInbox()
         self._keys = KeyBook()
         self._listener: S2sListener | None = None
+        self._listening_since = 0.0  # loop time the listener started
         self._from: str = ""  # the outgoing stream's 'from' ("" omits it)
         self._certificate = "valid"  # the outgoing connection's client certificate
         self._refusal = "fail"  # while connect runs: what a refusal of the connection means
@@ -277,10 +289,29 @@ class PeerServerActor(RawXmppActor):
         files = self._certificate_files(self.options.get("certificate", "valid"), peer.domain)
         tls = server_context(*files, self.ctx.target.ca_file, self.ctx.keylog_file) if files else None
         listener = S2sListener(
-            peer.domain, self._keys, self._deliver, self._stream_log, tls, self.ctx.step_timeout
+            peer.domain,
+            self._keys,
+            self._deliver,
+            self._stream_log,
+            tls,
+            self.ctx.step_timeout,
+            refuse=self.options.get("incoming") == "refuse",
         )
         await listener.start(peer.address)
         self._listener = listener
+        self._listening_since = asyncio.get_running_loop().time()
+
+    async def listen(self) -> None:
+        """Start the listener (every action does; this one does nothing else): the time from which
+        ``count-connections`` counts."""
+
+    async def count_connections(self, within: float, backoff: bool = True) -> Observation:
+        window = within
+        assert self._listener is not None  # perform() started it
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, self._listening_since + window - loop.time()))  # the window itself
+        times = [t for t in self._listener.accepted_at if t <= self._listening_since + window]
+        return judge(times, self._listening_since, window, backoff)
 
     async def perform(self, action: str, params: dict[str, Any]) -> Observation | None:
         if action in self.actions:
@@ -434,6 +465,12 @@ class PeerServerActor(RawXmppActor):
             return seen
         return await self._dialback(key == "valid", expect, self._deadline(within))
 
+    def _dialback_offered(self) -> bool:
+        """Whether the stream features offer dialback (XEP-0220 §2.1; no features: assume so)."""
+        if self.features is None:
+            return True
+        return self.features.find(f"{{{NS_DIALBACK_FEATURE}}}dialback") is not None
+
     def _refused_without_attempt(self, method: str, how: str) -> Observation:
         """A refusal the actor did not provoke by trying: evidence that the tested difference (the
         certificate, the key, TLS) was refused only when the target accepted this actor by the
@@ -470,6 +507,11 @@ class PeerServerActor(RawXmppActor):
         )
         which = "a valid key" if valid_key else "a key its server does not vouch for"
         if answer is None and not self._conn_lost:
+            if expect == "failure" and not self._dialback_offered():
+                # a receiver that does not offer dialback (XEP-0220 §2.1) need not answer it
+                return self._refused_without_attempt(
+                    "dialback", f"dialback not offered, and <db:result/> not answered ({which})"
+                )
             if expect == "failure":  # XEP-0220 2.3: the receiving server answers, valid or not
                 raise Failed(
                     f"target did not answer dialback for {sender} with {which} within the deadline; "

@@ -122,8 +122,11 @@ class S2sListener:
         log: StreamLog,
         tls: ssl.SSLContext | None,
         timeout: float,
+        refuse: bool = False,
     ) -> None:
         self.domain = domain
+        self.refuse = refuse  # close every connection at once, before a byte (a peer that refuses)
+        self.accepted_at: list[float] = []  # loop time of each incoming connection
         self.keys = keys
         self.deliver = deliver
         self.log = log
@@ -141,10 +144,19 @@ class S2sListener:
                 f"cannot listen on {address}:{port} for the peer domain {self.domain}: {exc}"
             ) from None
         tls = "STARTTLS required" if self.tls is not None else "no TLS (certificate: none)"
+        tls = "every connection closed at once" if self.refuse else tls
         self.log.event(f"[listener] listening on {address}:{port} for {self.domain} ({tls})")
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.accepted_at.append(asyncio.get_running_loop().time())
+        if self.refuse:
+            host = (writer.get_extra_info("peername") or ("an address already gone",))[0]
+            self.log.event(
+                f"[incoming #{self.connections}] connection from {host}: closed at once (incoming: refuse)"
+            )
+            writer.close()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._streams[task] = _IncomingStream(self, self.connections, reader, writer)
