@@ -190,6 +190,19 @@ def auth_serial_run(category_runs: CategoryRuns) -> InteropRun:
     return category_runs.get(RUN_FIXTURES["auth_serial_run"])
 
 
+def error_cells(run: InteropRun) -> list[str]:
+    """The items of a run that ended in ``error`` (a category run should have none)."""
+    assert run.run is not None, run.stdout[-2000:]
+    return [f"{i.item_id}: {i.reason}" for i in run.run.items if i.outcome == "error"]
+
+
+def missing_items(run: InteropRun, scenarios: list[Scenario]) -> list[tuple[str, str]]:
+    """(scenario, target) of single-target scenarios that did not run on every local target."""
+    assert run.run is not None, run.stdout[-2000:]
+    got = {(i.scenario_id, i.selected_names[0]) for i in run.run.items if not i.is_pair}
+    return sorted({(s.id, t) for s in scenarios if not s.is_pair for t in LOCAL_TARGETS} - got)
+
+
 def scenarios_of(category: str) -> list[Scenario]:
     scenarios, errors = load_all(scenario_files(ROOT / "scenarios"))
     assert not errors

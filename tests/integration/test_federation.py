@@ -13,7 +13,7 @@ from scapy.utils import rdpcap
 from harness.engine import run_item
 from harness.scenario.loader import load_scenario
 from harness.topology import Selection, Topology
-from tests.integration.conftest import LOCAL_TARGETS, ROOT
+from tests.integration.conftest import LOCAL_TARGETS, ROOT, error_cells
 
 PAIRS = {(o, r) for o, r in itertools.product(LOCAL_TARGETS, repeat=2)}
 
@@ -29,8 +29,7 @@ def test_every_federation_scenario_ran_on_the_nine_ordered_pairs(fed_run, fed_sc
 
 
 def test_no_error_cells(fed_run):
-    errors = [f"{i.item_id}: {i.reason}" for i in fed_run.run.items if i.outcome == "error"]
-    assert errors == []
+    assert error_cells(fed_run) == []
 
 
 def test_same_product_pairs_use_a_second_instance_on_its_own_domain(fed_run):

@@ -9,18 +9,15 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.integration.conftest import LOCAL_TARGETS
+from tests.integration.conftest import LOCAL_TARGETS, error_cells, missing_items
 
 
 def test_every_scenario_ran_on_every_target(auth_run, auth_scenarios):
-    got = {(i.scenario_id, i.targets[0].name) for i in auth_run.run.items}
-    want = {(s.id, t) for s in auth_scenarios for t in LOCAL_TARGETS}
-    assert want - got == set(), f"missing items: {sorted(want - got)}"
+    assert missing_items(auth_run, auth_scenarios) == []
 
 
 def test_no_error_cells(auth_run):
-    errors = [f"{i.item_id}: {i.reason}" for i in auth_run.run.items if i.outcome == "error"]
-    assert errors == []
+    assert error_cells(auth_run) == []
 
 
 def test_exit_code_follows_must_level_verdicts(auth_run):
