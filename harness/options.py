@@ -115,7 +115,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--knob", "[TARGET:]NAME=VALUE, a configuration knob (repeatable)", repeat=True, commands=TARGETING
     ),
-    Option("--variant", "a named bundle of knobs every target defines, e.g. hardened", commands=TARGETING),
+    Option(
+        "--variant",
+        "a named bundle of knobs every target defines, e.g. hardened; as-installed: the default without "
+        "the run's edits that add what the package lacks (adds: in target.yaml)",
+        commands=TARGETING,
+    ),
     # what a run selects and where it writes
     Option(
         "--target-file",

@@ -30,7 +30,7 @@ from harness.targets.docker_network import MODES
 from harness.targets.external import ExternalTarget, load_target_file
 from harness.targets.local import LocalTarget, is_installed
 from harness.targets.running import LogCursor, RunningTarget
-from harness.targets.spec import CatalogueError, TargetSpec, catalogues
+from harness.targets.spec import AS_INSTALLED, CatalogueError, TargetSpec, catalogues
 from harness.verdict import HarnessError, TargetError, Unsupported
 
 DRIVERS = ("local", "docker")
@@ -123,6 +123,7 @@ class Topology:
         self._owner = owner
         self.driver = selection.driver
         self.docker_network = selection.docker_network
+        self.as_installed = selection.variant == AS_INSTALLED  # no edits that add what packages lack
         products = catalogues(catalogue_dir, selection.catalogues)
         names = selection.targets or (
             [] if selection.target_files else [p for p, s in products.items() if by_default(s, self.driver)]
@@ -326,10 +327,10 @@ class Topology:
     def _new_target(self, name: str, knobs: dict[str, str], env: RunEnvironment) -> RunningTarget:
         args = (self._spec(name), name, self.domain(name), self._addresses[name], knobs, env)
         if self.driver == "local":
-            return LocalTarget(*args)
+            return LocalTarget(*args, as_installed=self.as_installed)
         if self._docker is None:
             self._docker = DockerRun.open(env.id, self.docker_network, self._owner)
-        return DockerTarget(*args, docker_run=self._docker)
+        return DockerTarget(*args, docker_run=self._docker, as_installed=self.as_installed)
 
     def _wanted_knobs(self, name: str, role_knobs: dict[str, str]) -> dict[str, str] | None:
         """Every knob value the target must run with for an item (None: a target not run here,

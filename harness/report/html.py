@@ -24,6 +24,7 @@ from harness.report.matrix import (
     format_score,
     score,
     spec_text,
+    variant_text,
 )
 from harness.results import ItemResult, RunRecord, exit_problems
 
@@ -83,6 +84,7 @@ def render_html(run: RunRecord, run_dir: Path) -> list[Path]:
             entry_state=entry_state,
             not_verified=NOT_VERIFIED,
             config_changes=config_changes(run),
+            variant=variant_text(run),
             config_changes_intro=CONFIG_CHANGES_INTRO,
         ),
         encoding="utf-8",

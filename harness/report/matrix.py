@@ -23,6 +23,7 @@ from typing import Any
 from tabulate import tabulate
 
 from harness.results import LEVELS, POLICY, ItemResult, RunRecord, exit_problems
+from harness.targets.spec import AS_INSTALLED
 from harness.verdict import Outcome
 
 __all__ = [
@@ -199,6 +200,19 @@ def _knobs_text(knobs: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(knobs.items()))
 
 
+VARIANT_MEANING = {
+    "default": "the packaged configuration with the run's edits",
+    AS_INSTALLED: "the packaged configuration without the run's edits that add what the package "
+    "does not configure (left out, below): what the product does as installed",
+}
+
+
+def variant_text(run: RunRecord) -> str:
+    """The run's variant and what it means (a named knob bundle: its knobs are in the table)."""
+    variant = str(run.selection.get("variant") or "default")
+    return f"{variant}: {VARIANT_MEANING.get(variant, 'a bundle of knobs (in the targets table)')}"
+
+
 @dataclass(frozen=True)
 class ConfigChange:
     """One target's line of "What the run changed in the packaged configuration"."""
@@ -207,6 +221,7 @@ class ConfigChange:
     files: str  # "c2s.xml (9 lines), s2s.xml (8 lines)"
     diff: str  # the diff's path in the run folder
     adds: tuple[str, ...]
+    left_out: tuple[str, ...] = ()
 
 
 def config_changes(run: RunRecord) -> list[ConfigChange]:
@@ -217,7 +232,8 @@ def config_changes(run: RunRecord) -> list[ConfigChange]:
         changed = by_name.get(name, {}).get("config_changes")
         if changed:
             files = ", ".join(f"{f} ({n} lines)" for f, n in sorted(changed["files"].items()))
-            changes.append(ConfigChange(name, files, changed["diff"], tuple(changed["adds"])))
+            left_out = tuple(changed.get("left_out", ()))
+            changes.append(ConfigChange(name, files, changed["diff"], tuple(changed["adds"]), left_out))
     return changes
 
 
@@ -240,6 +256,7 @@ def _config_section(run: RunRecord) -> list[str]:
         lines += [
             f"  - adds what the package does not configure: {escape_cell(added)}" for added in change.adds
         ]
+        lines += [f"  - left out (as installed): {escape_cell(left)}" for left in change.left_out]
     return lines
 
 
@@ -257,6 +274,7 @@ def _header(run: RunRecord) -> list[str]:
     if run.command:
         command = shlex.join(run.command).replace("`", "'")
         lines.append(f"- **Command:** `{command}`")
+    lines.append(f"- **Variant:** {escape_cell(variant_text(run))}")
     lines.append(f"- **Items:** {len(run.items)}" + (f" ({breakdown})" if breakdown else ""))
     if problems:
         lines.append("- **Run verdict:** FAILED (exit code 1)")

@@ -23,6 +23,7 @@ class ConfigChanges:
 
     diffs: dict[str, str] = field(default_factory=dict)  # dest file -> unified diff
     adds: list[str] = field(default_factory=list)  # "c2s.xml: ..." from the edits' adds:
+    left_out: list[str] = field(default_factory=list)  # the adds: edits --variant as-installed omits
 
     def record(self, dest: str, source: str, packaged: str, edited: str, edits: list[dict[str, Any]]) -> None:
         """Record one file: ``packaged`` (normalized) against ``edited`` (the run's edits only)."""

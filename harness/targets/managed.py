@@ -23,7 +23,7 @@ import jinja2
 from harness.actors import Account
 from harness.environment.pki import IssuedCertificate
 from harness.environment.run_env import RunEnvironment
-from harness.targets.config_changes import ConfigChanges, without_adds
+from harness.targets.config_changes import ADDS_KEY, ConfigChanges, without_adds
 from harness.targets.config_edit import apply_edits, file_format, normalized
 from harness.targets.running import RunningTarget
 from harness.targets.spec import CatalogueError, TargetSpec, value_list
@@ -56,8 +56,11 @@ class ManagedTarget(RunningTarget):
         address: str,
         knobs: dict[str, str],
         env: RunEnvironment,
+        *,
+        as_installed: bool = False,
     ) -> None:
         super().__init__()
+        self.as_installed = as_installed  # leave out the edits that add what the package lacks
         self.spec = spec
         self.name = name
         self.product = spec.product
@@ -184,6 +187,9 @@ class ManagedTarget(RunningTarget):
                 raise CatalogueError(f"{where}: a files entry needs source, copy or template")
             fmt = file_format(entry["dest"])
             run_edits = self._render(list(entry.get("edits") or []))
+            if self.as_installed:
+                changes.left_out += [f"{entry['dest']}: {e[ADDS_KEY]}" for e in run_edits if e.get(ADDS_KEY)]
+                run_edits = [edit for edit in run_edits if not edit.get(ADDS_KEY)]
             edited = apply_edits(text, fmt, without_adds(run_edits), where)
             if "source" in entry and run_edits:
                 packaged = normalized(text, fmt)
@@ -200,7 +206,8 @@ class ManagedTarget(RunningTarget):
                 self.address: "<address>",
             }
         )
-        return text, {"files": changes.changed_lines(), "adds": list(changes.adds)}
+        summary = {"files": changes.changed_lines(), "adds": list(changes.adds)}
+        return text, summary | ({"left_out": list(changes.left_out)} if changes.left_out else {})
 
     # -- processes ----------------------------------------------------------------------------
 

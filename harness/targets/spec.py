@@ -14,6 +14,10 @@ import yaml
 
 from harness.verdict import HarnessError
 
+# The built-in variant every entry has: the default one without the run's edits that add what the
+# package does not configure at all (``adds:``), to show what the product does as installed.
+AS_INSTALLED = "as-installed"
+
 
 class CatalogueError(HarnessError):
     """A target folder or a knob selection is wrong (a usage error, exit code 2)."""
@@ -86,8 +90,8 @@ class TargetSpec:
         return bool(self.package) if driver == "local" else bool(self.docker.get("image"))
 
     def variant_knobs(self, variant: str | None) -> dict[str, str]:
-        """The knob values of a named variant (none for the default variant)."""
-        if variant is None:
+        """The knob values of a named variant (none for the default variant and as-installed)."""
+        if variant is None or variant == AS_INSTALLED:
             return {}
         if variant not in self.variants:
             known = ", ".join(sorted(self.variants)) or "none"

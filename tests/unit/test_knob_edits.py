@@ -79,3 +79,30 @@ def test_the_runs_own_edits_are_recorded_as_a_diff_against_the_packaged_file(tmp
     assert summary["adds"] == [
         "c2s.xml: " + next(e["adds"] for e in target.spec.files[0]["edits"] if "adds" in e)
     ]
+
+
+def test_as_installed_leaves_out_the_edits_that_add_what_the_package_lacks(tmp_path: Path) -> None:
+    spec = load_spec(PROJECT_ROOT / "fixtures" / "targets" / "jabberd2")
+    spec = dataclasses.replace(spec, files=[f for f in spec.files if f.get("dest") == "c2s.xml"])
+    env = SimpleNamespace(ca=SimpleNamespace(cert_path=tmp_path / "ca.crt"), work_dir=tmp_path)
+    target = LocalTarget(spec, "t", "t.test", "127.0.0.11", {}, env, as_installed=True)  # type: ignore[arg-type]
+    target.run_dir = tmp_path / "run"
+    target._context = {
+        "domain": "t.test",
+        "knobs": target.knobs,
+        "run_dir": str(target.run_dir),
+        "address": target.address,
+        "ports": target.ports,
+        "cert": SimpleNamespace(pem_path=f"{tmp_path}/t.pem"),
+    }
+    packaged = "<c2s><pidfile>/p</pidfile><router><ip>1</ip><port>2</port></router><log><file>/l</file></log>"
+    packaged += "<local><id>localhost</id><ip>0</ip><port>5222</port></local><authreg><sqlite><dbname>/x"
+    packaged += "</dbname></sqlite></authreg></c2s>"
+    target._packaged_text = lambda path: packaged  # type: ignore[method-assign]
+    target._render_files()
+    rendered = (target.run_dir / "c2s.xml").read_text()
+    assert "pemfile" not in rendered and "<id>t.test</id>" in rendered  # the other run edits stay
+    assert target.config_diff()[1]["adds"] == []
+    assert target.config_diff()[1]["left_out"] == [
+        "c2s.xml: " + next(e["adds"] for e in spec.files[0]["edits"] if "adds" in e)
+    ]

@@ -532,6 +532,20 @@ def test_an_unverified_catalogue_entry_is_marked_in_every_report(tmp_path):
     assert "NOT VERIFIED HERE" not in render_matrix(run)
 
 
+def test_the_variant_is_stated_with_what_it_means(tmp_path):
+    run = make_run()
+    assert "- **Variant:** default: the packaged configuration with the run's edits" in render_matrix(run)
+    run.selection["variant"] = "as-installed"
+    assert "- **Variant:** as-installed: the packaged configuration without the run's edits" in render_matrix(
+        run
+    )
+    write_reports(run, tmp_path)
+    assert (
+        "<p>Variant: as-installed: the packaged configuration without"
+        in (tmp_path / "index.html").read_text()
+    )
+
+
 def test_what_the_run_changed_in_the_packaged_files_is_in_every_report(tmp_path):
     from harness.results import read_results, write_results
 
@@ -549,6 +563,8 @@ def test_what_the_run_changed_in_the_packaged_files_is_in_every_report(tmp_path)
     assert "- **jabberd2**: c2s.xml (9 lines); diff: `targets/jabberd2/packaged-config.diff`" in section
     assert "  - adds what the package does not configure: c2s.xml: a TLS certificate \\<pemfile>" in section
     assert "prosody" not in section  # a target without edits (here: none recorded) has no line
+    changes["left_out"] = ["s2s.xml: a certificate"]
+    assert "  - left out (as installed): s2s.xml: a certificate" in render_matrix(run)
     write_reports(run, tmp_path)
     index = (tmp_path / "index.html").read_text()
     assert '<a href="targets/jabberd2/packaged-config.diff">the diff</a>' in index
