@@ -129,3 +129,28 @@ def test_a_knob_changes_the_verdict_and_is_recorded(tmp_path):
     assert "accepted" in item.reason
     assert item.targets[0].knobs["c2s_require_encryption"] == "false"
     assert result.run.selection["knobs"] == {"prosody": {"c2s_require_encryption": "false"}}
+
+
+def test_as_installed_shows_what_an_adds_edit_gives_the_product(tmp_path):
+    """jabberd2's catalogue entry says its certificate edit adds what the package lacks: as
+    installed (--variant as-installed) it offers no STARTTLS, and the reports say what was left out."""
+    from tests.integration.conftest import interop, reachable_work_dir
+
+    args = ["--targets", "jabberd2", "--scenario", "auth.tls.starttls-offered"]
+    works = [reachable_work_dir(), reachable_work_dir()]
+    try:
+        as_installed = interop([*args, "--variant", "as-installed"], tmp_path / "installed", works[0])
+        default = interop(args, tmp_path / "default", works[1])
+    finally:
+        for work in works:
+            shutil.rmtree(work, ignore_errors=True)
+    (item,) = as_installed.run.items
+    assert item.outcome == "fail" and "starttls" in item.reason, item.reason
+    (target,) = as_installed.run.targets
+    assert [left.split(":")[0] for left in target["config_changes"]["left_out"]] == ["c2s.xml", "s2s.xml"]
+    assert (
+        "left out (as installed): c2s.xml: a TLS certificate" in (as_installed.out / "matrix.md").read_text()
+    )
+    assert default.run.items[0].outcome == "pass", default.run.items[0].reason
+    diff = (default.out / default.run.targets[0]["config_changes"]["diff"]).read_text()
+    assert "pemfile=" in diff and "/etc/jabberd2/c2s.xml (as packaged" in diff
