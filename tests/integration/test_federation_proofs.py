@@ -121,6 +121,12 @@ FED_PROOFS: dict[str, FedProof] = {
         None,
         "ejabberd as packaged accepts dialback from any peer, whatever its certificate",
     ),
+    "fed.dialback.refused-under-certificate-policy": FedProof(
+        ("ejabberd",),
+        "authenticate peer: 'failure'",
+        without_role_knobs,
+        "without its certificate policy ejabberd accepts dialback from any peer",
+    ),
     "fed.s2s.reconnect-backoff": FedProof(
         ("prosody",),
         "count-connections peer",

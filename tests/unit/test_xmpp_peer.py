@@ -476,6 +476,19 @@ def test_external_not_offered(pki: Pki, tmp_path: Path) -> None:
     assert "mechanism='EXTERNAL'" not in log_text(actor)
 
 
+def test_a_refusal_without_an_attempt_is_evidence_only_after_an_acceptance_or_with_refusal_alone(
+    pki: Pki, tmp_path: Path
+) -> None:
+    async def body(actor: PeerServerActor, fake: FakeTarget) -> None:
+        await actor.perform("connect", {"certificate": "none"})
+        refused = {"method": "external", "expect": "failure"}
+        assert not (await actor.perform("authenticate", refused)).exercised  # type: ignore[union-attr]
+        alone = await actor.perform("authenticate", {**refused, "refusal_alone": True})
+        assert alone is not None and alone.exercised and "refusal_alone" in alone.text
+
+    run(pki, tmp_path, body)
+
+
 def test_dialback_valid_key_is_vouched_for_by_the_listener(pki: Pki, tmp_path: Path) -> None:
     async def body(actor: PeerServerActor, fake: FakeTarget) -> None:
         await actor.perform("connect", {"certificate": "none"})
@@ -663,6 +676,20 @@ def test_listener_refuses_other_domains_and_closes_everything(pki: Pki, tmp_path
     assert "stream to elsewhere.test, which this peer does not serve" in text
     assert "C->S [incoming #2] </stream:stream>" in text
     assert "[listener] closed after 2 incoming connection(s)" in text
+
+
+def test_a_refusing_listener_closes_at_once_and_counts_the_connections(pki: Pki, tmp_path: Path) -> None:
+    async def body(actor: PeerServerActor, fake: FakeTarget) -> None:
+        await actor.perform("listen", {})
+        for _ in range(3):  # a target that reconnects at once, three times
+            reader, writer = await asyncio.open_connection(actor.ctx.peer.address, S2S_PORT)  # type: ignore[union-attr]
+            assert await reader.read() == b""  # closed before a byte
+            writer.close()
+        with pytest.raises(Failed, match=r"3 connection\(s\) in 0.5 s.*no back-off"):
+            await actor.perform("count-connections", {"within": 0.5})
+
+    actor = run(pki, tmp_path, body, incoming="refuse")
+    assert "closed at once (incoming: refuse)" in log_text(actor)
 
 
 def test_close_frees_the_port_and_the_certificates(pki: Pki, tmp_path: Path) -> None:

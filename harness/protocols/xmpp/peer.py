@@ -213,6 +213,13 @@ class PeerServerActor(RawXmppActor):
                     "(default: the stream's 'from'; '' sends '=')",
                 },
                 "expect": {"enum": ["success", "failure", "any"], "default": "success"},
+                "refusal_alone": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "a refusal without an attempt (method not offered, connection closed) is "
+                    "evidence even if this peer was never accepted by the method: for rules that the method "
+                    "must not succeed, whatever the reason (e.g. no dialback under a certificate policy)",
+                },
                 "within": WITHIN_SCHEMA,
             },
             ["method"],
@@ -242,6 +249,7 @@ class PeerServerActor(RawXmppActor):
         # methods by which the target authenticated this actor in this item: a later refusal
         # without an attempt (EXTERNAL not offered, the connection closed) is evidence only then
         self._accepted: set[str] = set()
+        self._refusal_alone = False  # authenticate's refusal_alone, for the refusal it observes
         self._cert_dir: Path | None = None
         self._certs: dict[tuple[str, str], tuple[Path, Path]] = {}
 
@@ -428,9 +436,11 @@ class PeerServerActor(RawXmppActor):
         key: str = "valid",
         authzid: str | None = None,
         expect: str = "success",
+        refusal_alone: bool = False,
         within: float | None = None,
     ) -> Observation | None:
         self._require_connection("authenticate")
+        self._refusal_alone = refusal_alone
         if method not in ("dialback", "external", "none"):
             raise HarnessError(f"authenticate: method must be dialback, external or none, not {method!r}")
         if expect not in ("success", "failure", "any"):
@@ -477,6 +487,8 @@ class PeerServerActor(RawXmppActor):
         same method earlier in the item; otherwise it may refuse everyone (not put to the test)."""
         if method in self._accepted:
             return Observation(f"{how}; the target accepted {method} from this peer on an earlier connection")
+        if self._refusal_alone:
+            return Observation(f"{how} (refusal_alone: the rule is that {method} does not succeed)")
         return Observation(
             f"{how}, and nothing shows the target accepts {method} from this peer at all "
             "(an earlier authenticate with expect: success on a proper connection would)",

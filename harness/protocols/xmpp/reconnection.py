@@ -41,11 +41,11 @@ def judge(times: list[float], started: float, window: float, backoff: bool) -> O
     """The observation of the connections at loop ``times`` since ``started``."""
     offsets = [round(t - started, 1) for t in times]
     intervals = [round(b - a, 1) for a, b in zip(times, times[1:], strict=False)]
-    seen = f"{len(times)} connection(s) in {window:.0f} s, at +" + ", +".join(f"{o} s" for o in offsets)
+    seen = f"{len(times)} connection(s) in {window:g} s, at +" + ", +".join(f"{o} s" for o in offsets)
     if intervals:
         seen += "; intervals " + ", ".join(f"{i} s" for i in intervals)
     if not times:
-        return Observation(f"no connection in {window:.0f} s: the target never tried", exercised=False)
+        return Observation(f"no connection in {window:g} s: the target never tried", exercised=False)
     if backoff:
         for n, (before, after) in enumerate(zip(intervals, intervals[1:], strict=False), 2):
             if after < before + JITTER_S:
