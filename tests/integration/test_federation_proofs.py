@@ -1,4 +1,4 @@
-"""Every federation scenario the c2s double cannot run is shown to fail on real servers.
+"""Every scenario the c2s double cannot run (mostly federation) is shown to fail on real servers.
 
 ``tests/proofs/test_can_fail.py`` proves scenarios against the c2s double; the ones listed in
 its ``REAL_SERVER_SCENARIOS`` (an actor that plays a server, or a role knob the double does not
@@ -121,6 +121,12 @@ FED_PROOFS: dict[str, FedProof] = {
         None,
         "ejabberd as packaged accepts dialback from any peer, whatever its certificate",
     ),
+    "auth.register.admin-address-not-claimable": FedProof(
+        ("prosody",),
+        "expect claimer",
+        None,
+        "prosody with open registration lets a stranger register the administrator's address",
+    ),
     "fed.dialback.refused-under-certificate-policy": FedProof(
         ("ejabberd",),
         "authenticate peer: 'failure'",
@@ -164,7 +170,8 @@ def test_every_real_server_scenario_has_a_proof() -> None:
 @pytest.mark.parametrize("scenario_id", sorted(FED_PROOFS))
 def test_fails_on_real_servers(scenario_id: str, topology: Topology, tmp_path: Path) -> None:
     proof = FED_PROOFS[scenario_id]
-    scenario = load_scenario(ROOT / "scenarios" / "federation" / f"{scenario_id}.yaml")
+    (path,) = (ROOT / "scenarios").glob(f"*/{scenario_id}.yaml")
+    scenario = load_scenario(path)
     if proof.mutate is not None:
         scenario = proof.mutate(scenario)
     index, step = find_step(scenario, proof.step)
