@@ -218,62 +218,62 @@ def _deadline(step: Step, params: dict[str, Any]) -> float | None:
     return within + STEP_TIMEOUT_S * 2
 
 
-async def _run_step(
-    index: int,
-    step: Step,
-    actors: dict[str, Actor],
-    targets: dict[str, RunningTarget],
-    placeholders: Placeholders,
-    timings: list[StepTiming],
-    decided: list[Decision],
-) -> Verdict | None:
-    """One step: None when it held, else the item's verdict."""
-    started = time.monotonic()
-    try:
-        params = placeholders.resolve(step.params)
-        async with asyncio.timeout(_deadline(step, params)):
-            seen = await _perform(step, actors, targets, params)
-        return _decide(step, index, seen, decided) if step.decisive else None
-    except StepOutcome as exc:
-        if exc.outcome is Outcome.FAIL and step.unsupported_on_fail:
-            return Verdict(Outcome.UNSUPPORTED, f"{step.unsupported_on_fail} ({exc.reason})")
-        return Verdict(exc.outcome, f"{step.describe(index)}: {exc.reason}")
-    except TimeoutError:
-        return Verdict(Outcome.ERROR, f"{step.describe(index)}: no result within the step deadline")
-    finally:
-        elapsed = round(time.monotonic() - started, 4)
-        timings.append(StepTiming(index + 1, step.line, step.action, step.actor, elapsed))
+@dataclass
+class _Steps:
+    """What every step of one item shares: its actors and targets, the placeholders, and the
+    records the item keeps (each step's time, what each decisive step saw)."""
 
+    actors: dict[str, Actor]
+    targets: dict[str, RunningTarget]
+    placeholders: Placeholders
+    timings: list[StepTiming]
+    decided: list[Decision]
 
-async def _run_steps(
-    scenario: Scenario,
-    actors: dict[str, Actor],
-    targets: dict[str, RunningTarget],
-    placeholders: Placeholders,
-    timings: list[StepTiming],
-    decided: list[Decision],
-) -> Verdict:
-    steps = scenario.steps
-    for index, step in enumerate(steps):
-        verdict = await _run_step(index, step, actors, targets, placeholders, timings, decided)
-        if verdict is None:
-            continue
-        if verdict.outcome is Outcome.FAIL and step.decisive and step.action == "expect":
-            # the decisive expects right after it read what already arrived: each part of a rule
-            # that broke is reported, not only the first (e.g. ping and disco#info both wrong)
-            also = []
-            for later in range(index + 1, len(steps)):
-                if not (steps[later].decisive and steps[later].action == "expect"):
-                    break
-                part = await _run_step(later, steps[later], actors, targets, placeholders, timings, decided)
-                if part is not None and part.outcome is Outcome.FAIL:
-                    also.append(part.reason)
-            if also:
-                return Verdict(Outcome.FAIL, verdict.reason + " | also " + " | also ".join(also))
-        return verdict
-    if not decided:  # the loader requires a decisive step; a pass never rests on none
-        return Verdict(Outcome.ERROR, "no step marked decisive completed: nothing shows the rule was checked")
-    return Verdict(Outcome.PASS, "")
+    async def run_one(self, index: int, step: Step) -> Verdict | None:
+        """One step: None when it held, else the item's verdict."""
+        started = time.monotonic()
+        try:
+            params = self.placeholders.resolve(step.params)
+            async with asyncio.timeout(_deadline(step, params)):
+                seen = await _perform(step, self.actors, self.targets, params)
+            return _decide(step, index, seen, self.decided) if step.decisive else None
+        except StepOutcome as exc:
+            if exc.outcome is Outcome.FAIL and step.unsupported_on_fail:
+                return Verdict(Outcome.UNSUPPORTED, f"{step.unsupported_on_fail} ({exc.reason})")
+            return Verdict(exc.outcome, f"{step.describe(index)}: {exc.reason}")
+        except TimeoutError:
+            return Verdict(Outcome.ERROR, f"{step.describe(index)}: no result within the step deadline")
+        finally:
+            elapsed = round(time.monotonic() - started, 4)
+            self.timings.append(StepTiming(index + 1, step.line, step.action, step.actor, elapsed))
+
+    async def run_all(self, steps: list[Step]) -> Verdict:
+        for index, step in enumerate(steps):
+            verdict = await self.run_one(index, step)
+            if verdict is None:
+                continue
+            if verdict.outcome is Outcome.FAIL and step.decisive and step.action == "expect":
+                also = await self._other_broken_parts(steps, index)
+                if also:
+                    return Verdict(Outcome.FAIL, verdict.reason + " | also " + " | also ".join(also))
+            return verdict
+        if not self.decided:  # the loader requires a decisive step; a pass never rests on none
+            return Verdict(
+                Outcome.ERROR, "no step marked decisive completed: nothing shows the rule was checked"
+            )
+        return Verdict(Outcome.PASS, "")
+
+    async def _other_broken_parts(self, steps: list[Step], failed: int) -> list[str]:
+        """The decisive expects right after a failed one read what already arrived: each part of a
+        rule that broke is reported, not only the first (e.g. ping and disco#info both wrong)."""
+        also = []
+        for later in range(failed + 1, len(steps)):
+            if not (steps[later].decisive and steps[later].action == "expect"):
+                break
+            part = await self.run_one(later, steps[later])
+            if part is not None and part.outcome is Outcome.FAIL:
+                also.append(part.reason)
+        return also
 
 
 async def _run(
@@ -317,7 +317,7 @@ async def _run(
     placeholders = Placeholders(actors, targets, item)
     try:
         async with asyncio.timeout(ITEM_TIMEOUT_S):
-            verdict = await _run_steps(scenario, actors, targets, placeholders, timings, decided)
+            verdict = await _Steps(actors, targets, placeholders, timings, decided).run_all(scenario.steps)
     except TimeoutError:
         verdict = Verdict(Outcome.ERROR, f"item did not finish within {ITEM_TIMEOUT_S:.0f} s")
     finally:

@@ -241,8 +241,9 @@ def load_scenario(path: Path) -> Scenario:
                 bool(common["decisive"]),
             )
         )
-    problems.extend(_decisive_problems(data["steps"], steps, actors, kinds, lines))
-    if len(steps) == len(data["steps"]):
+    every_step_read = len(steps) == len(data["steps"])  # checks of the whole list need all of it
+    problems.extend(_decisive_problems(steps, every_step_read, actors, kinds, lines))
+    if every_step_read:
         problems.extend(_barrier_problems(data["id"], len(roles) == 2, steps))
     if problems:
         raise ScenarioError(path, problems)
@@ -274,8 +275,8 @@ def _barrier_problems(scenario_id: str, is_pair: bool, steps: list[Step]) -> lis
 
 
 def _decisive_problems(
-    entries: list[dict[str, Any]],
     steps: list[Step],
+    every_step_read: bool,
     actors: dict[str, ActorSpec],
     kinds: dict[str, Any],
     lines: dict[tuple[Any, ...], int],
@@ -304,7 +305,7 @@ def _decisive_problems(
                     "checks the rule cannot turn its fail into unsupported",
                 )
             )
-    if steps and not any(step.decisive for step in steps) and len(steps) == len(entries):
+    if steps and every_step_read and not any(step.decisive for step in steps):
         problems.append(
             Problem(
                 _line_of(lines, ("steps",)),

@@ -159,9 +159,11 @@ class Inbox:
 
     # -- filling -----------------------------------------------------------------------------
 
-    def put(self, el: ET.Element) -> None:
+    def put(self, el: ET.Element, ends_stream: bool = True) -> None:
+        """Queue ``el``; a stream error or close ends the stream (``ends_stream=False``: it came
+        on another stream than the one this inbox follows)."""
         self.pending.append(el)
-        if el.tag == STREAM_ERROR_TAG or el.tag == CLOSED:
+        if ends_stream and (el.tag == STREAM_ERROR_TAG or el.tag == CLOSED):
             self.stream_ended = True
         self._arrived.set()
 

@@ -118,14 +118,12 @@ class PeerInbox(Inbox):
         super().__init__()
         self._incoming: set[int] = set()  # id() of queued elements that came on an incoming stream
 
-    def put(self, el: ET.Element) -> None:
-        super().put(as_client_namespace(el))
+    def put(self, el: ET.Element, ends_stream: bool = True) -> None:
+        super().put(as_client_namespace(el), ends_stream)
 
     def put_incoming(self, el: ET.Element) -> None:
         self._incoming.add(id(el))
-        ended = self.stream_ended
-        self.put(el)
-        self.stream_ended = ended  # "ended" is about the outgoing stream only
+        self.put(el, ends_stream=False)  # "ended" is about the outgoing stream only
 
     def consume(self, el: ET.Element) -> None:
         super().consume(el)
