@@ -35,6 +35,7 @@ from harness.scenario.model import Scenario
 from harness.shard import Shard, ShardError
 from harness.targets.docker import clean_leftovers, connect
 from harness.targets.docker import owner as docker_owner
+from harness.targets.local import end_processes_under
 from harness.targets.running import RunningTarget
 from harness.targets.spec import CatalogueError
 from harness.topology import SetupStep, Topology
@@ -474,15 +475,20 @@ _RUN = pytest.StashKey[RunRecord]()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """After xdist ended the workers: remove the containers they left. execnet gives a worker
-    15 s to end once the controller stops it, then ``os._exit``s it, which can cut a worker's
-    stop of its containers short (Ctrl-C on a loaded machine); they carry the run's owner label."""
+    """After xdist ended the workers: remove the containers (docker) or end the server processes
+    (local) they left. execnet gives a worker 15 s to end once the controller stops it, then
+    ``os._exit``s it, which can cut a worker's stop of its servers short (Ctrl-C during a long
+    item, or on a loaded machine): containers carry the run's owner label, local servers name the
+    run's server folder on their command line."""
     state = config.stash.get(_STATE, None)
     if state is None or parallel.is_worker(config) or not getattr(config.option, "numprocesses", None):
         return
     if state.selection.driver == "docker":
         for thing in clean_leftovers(connect(), owned_by=docker_owner()):
             print(f"interop: removed {thing}, which a stopped worker left", file=sys.stderr)
+    elif state.work_root is not None:
+        for group in end_processes_under(state.work_root):
+            print(f"interop: ended process group {group}, which a stopped worker left", file=sys.stderr)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -174,6 +174,32 @@ class LocalTarget(ManagedTarget):
         self._procs.clear()
 
 
+def end_processes_under(root: Path, grace: float = STOP_GRACE_S) -> list[int]:
+    """End the process groups of every process whose command line names ``root`` (a run's own
+    server folder: each server's wrapper names its hosts file there): SIGTERM, ``grace``
+    seconds, then SIGKILL. The last resort after a worker was cut off before it stopped its
+    servers; returns the groups it found."""
+    needle = str(root).encode()
+    groups: set[int] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if needle in (proc / "cmdline").read_bytes():
+                groups.add(os.getpgid(int(proc.name)))
+        except (OSError, ProcessLookupError):
+            continue  # gone meanwhile
+    groups.discard(os.getpgrp())  # never the run's own group
+    alive = [g for g in groups if _signal_group(g, signal.SIGTERM)]
+    deadline = time.monotonic() + grace
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling for exit during teardown, not a verdict
+        alive = [g for g in alive if _signal_group(g, 0)]
+    for group in alive:
+        _signal_group(group, signal.SIGKILL)
+    return sorted(groups)
+
+
 def _signal_group(pgid: int, sig: int) -> bool:
     """Send ``sig`` to a process group; False once the group is gone."""
     try:

@@ -13,6 +13,10 @@ from harness.plugin import PROJECT_ROOT
 ALLOWED = {
     ("harness/targets/managed.py", "_wait"): "polls a starting server's readiness until its deadline",
     ("harness/targets/local.py", "_end_group"): "polls a stopping process group until its grace ends",
+    (
+        "harness/targets/local.py",
+        "end_processes_under",
+    ): "polls leftover process groups until their grace ends",
     ("harness/standing.py", "bring_down"): "polls the end of the process that keeps a topology up",
     ("harness/protocols/xmpp/peer.py", "count_connections"): "waits out the window in which a "
     "target's reconnections are counted (RFC 6120 §3.3); the verdict is read from the connection "
