@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import os
 import platform
 import secrets
 import shutil
@@ -38,7 +37,7 @@ from harness.targets.docker import owner as docker_owner
 from harness.targets.local import end_processes_under
 from harness.targets.running import RunningTarget
 from harness.targets.spec import CatalogueError
-from harness.topology import SetupStep, Topology
+from harness.topology import SetupStep, Topology, config_diff_path
 from harness.verdict import Outcome, StepOutcome, Verdict
 
 PROJECT_ROOT = options.PROJECT_ROOT
@@ -191,17 +190,10 @@ def _relative(path: Path) -> Path:
         return path
 
 
-def _target_record(target: RunningTarget, role: str, instance_of: str, run_dir: Path) -> TargetRecord:
-    """The record of a target that started (with the version it reports); the run's edits of its
-    packaged files go to ``targets/<name>/packaged-config.diff`` in the run folder."""
+def _target_record(target: RunningTarget, role: str, instance_of: str) -> TargetRecord:
+    """The record of a target that started (with the version it reports, and what the run
+    changed in its packaged files: the diff the topology wrote when it started the target)."""
     diff, changes = target.config_diff()
-    if diff:
-        path = Path("targets") / safe_name(target.name) / "packaged-config.diff"
-        (run_dir / path).parent.mkdir(parents=True, exist_ok=True)
-        partial = run_dir / path.with_name(f"{path.name}.{os.getpid()}")
-        partial.write_text(diff)
-        partial.replace(run_dir / path)  # whole: workers write the same file
-        changes["diff"] = str(path)
     return TargetRecord(
         instance_of=instance_of,
         name=target.name,
@@ -213,7 +205,7 @@ def _target_record(target: RunningTarget, role: str, instance_of: str, run_dir: 
         knobs=dict(target.knobs),
         role=role,
         verified_here=target.verified_here,
-        config_changes=changes if diff else {},
+        config_changes={**changes, "diff": str(config_diff_path(target.name))} if diff else {},
     )
 
 
@@ -318,9 +310,7 @@ class ScenarioItem(pytest.Item):
         verdict = run.verdict
         if len(targets) == 1:
             verdict = state.baselines.apply(next(iter(targets.values())).product, self.scenario.id, verdict)
-        records = {
-            r: _target_record(t, r, topology.instance_of(t.name), state.run_dir) for r, t in targets.items()
-        }
+        records = {r: _target_record(t, r, topology.instance_of(t.name)) for r, t in targets.items()}
         self.result = state.result(self.scenario, records, verdict, started, run, setup)
         _attach_allure(self.scenario, run.evidence)
         self._finish(verdict)

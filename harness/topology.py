@@ -12,6 +12,7 @@ starts.
 from __future__ import annotations
 
 import atexit
+import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +96,12 @@ class SetupStep:
     cause: str  # start | restart | reset
     target: str
     duration_s: float
+
+
+def config_diff_path(name: str) -> Path:
+    """Where in the run folder a target's packaged-configuration diff is (beside the logs of a
+    target that could not start)."""
+    return Path("targets") / name / "packaged-config.diff"
 
 
 class Topology:
@@ -343,6 +350,7 @@ class Topology:
         target = self._running[name]
         try:
             target.start()
+            self._write_config_diff(target)
         except Exception as exc:
             failed_logs = self.run_dir / "targets" / name
             failed_logs.mkdir(parents=True, exist_ok=True)
@@ -352,6 +360,17 @@ class Topology:
                 target.stop()
             self._failed[name] = f"target {name} could not start: {exc}"
             raise TargetError(self._failed[name]) from exc
+
+    def _write_config_diff(self, target: RunningTarget) -> None:
+        """The run's edits of the target's packaged files, once per start (knobs do not change
+        them), whole: every worker of the run writes the same text to the same file."""
+        diff, _ = target.config_diff()
+        if diff:
+            path = self.run_dir / config_diff_path(target.name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}")
+            partial.write_text(diff)
+            partial.replace(path)
 
     def _reconfigure(self, name: str, knobs: dict[str, str]) -> None:
         try:

@@ -23,10 +23,17 @@ def normalized(text: str, fmt: str) -> str:
     """A file as the edits write it back (YAML and XML re-serialized, comments gone), so that a
     diff against the edited file shows the edits and nothing of the serializer."""
     if fmt == "yaml":
-        return yaml.safe_dump(yaml.safe_load(text), sort_keys=False, default_flow_style=False, width=1000)
+        return _serialized(yaml.safe_load(text), fmt)
     if fmt == "xml":
-        return '<?xml version="1.0"?>\n' + ET.tostring(ET.fromstring(text), encoding="unicode") + "\n"
+        return _serialized(ET.fromstring(text), fmt)
     return text
+
+
+def _serialized(tree: Any, fmt: str) -> str:
+    """How an edited YAML document or XML tree is written back (one way, for edits and diffs)."""
+    if fmt == "yaml":
+        return yaml.safe_dump(tree, sort_keys=False, default_flow_style=False, width=1000)
+    return '<?xml version="1.0"?>\n' + ET.tostring(tree, encoding="unicode") + "\n"
 
 
 def file_format(name: str) -> str:
@@ -42,12 +49,12 @@ def apply_edits(text: str, fmt: str, edits: list[Edit], where: str) -> str:
         data = yaml.safe_load(text)
         for edit in edits:
             _yaml_edit(data, edit, where)
-        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1000)
+        return _serialized(data, fmt)
     if fmt == "xml":
         root = ET.fromstring(text)
         for edit in edits:
             _xml_edit(root, edit, where)
-        return '<?xml version="1.0"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+        return _serialized(root, fmt)
     for edit in edits:
         text = _text_edit(text, edit, where)
     return text

@@ -312,12 +312,11 @@ class PeerServerActor(RawXmppActor):
         ``count-connections`` counts."""
 
     async def count_connections(self, within: float, backoff: bool = True) -> Observation:
-        window = within
         assert self._listener is not None  # perform() started it
-        loop = asyncio.get_running_loop()
-        await asyncio.sleep(max(0.0, self._listening_since + window - loop.time()))  # the window itself
-        times = [t for t in self._listener.accepted_at if t <= self._listening_since + window]
-        return judge(times, self._listening_since, window, backoff)
+        end = self._listening_since + within
+        await asyncio.sleep(max(0.0, end - asyncio.get_running_loop().time()))  # the window itself
+        times = [t for t in self._listener.accepted_at if t <= end]
+        return judge(times, self._listening_since, within, backoff)
 
     async def perform(self, action: str, params: dict[str, Any]) -> Observation | None:
         if action in self.actions:
