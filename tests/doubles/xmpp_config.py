@@ -99,6 +99,8 @@ FLAWS: dict[str, str] = {
     "instead of <service-unavailable/>, RFC 6121 §8.5.1",
     "disco-info-to-strangers": "disco#info to an existing account's bare JID is answered with its "
     "identity and features to anyone, XEP-0030 Security Considerations",
+    "probe-reveals-account": "a stranger's presence probe to an account that does not exist is "
+    "answered with an unsubscribed presence, one to an existing account with nothing, RFC 6120 §13.11",
     "unknown-user-pong": "a ping to the bare JID of a user that does not exist is answered with a "
     "result on the user's behalf, RFC 6121 §8.5.1",
     "no-bounce-unknown-domain": "a stanza to a domain the server does not know is dropped "

@@ -80,7 +80,16 @@ class StanzaMixin(RosterMixin, PresenceMixin, SubscriptionMixin):
                 await self.directed_presence(el, to)
             else:
                 await self.broadcast_presence(el)
+        elif presence_type == "probe" and to and self.cfg.has("probe-reveals-account"):
+            await self.answer_probe(bare_jid(to))
         # probes and errors from a client, subscription stanzas without 'to': nothing to do
+
+    async def answer_probe(self, contact: str) -> None:
+        """Flaw probe-reveals-account: a probe to an account that does not exist is answered
+        with an unsubscribed presence, one to an existing account with nothing."""
+        if not self.server.exists(contact):
+            self.log(f"flaw probe-reveals-account: unsubscribed from the missing {contact}")
+            await self.send(f"<presence type='unsubscribed' from={quoteattr(contact)}/>")
 
     # -- iq --------------------------------------------------------------------------------------
 

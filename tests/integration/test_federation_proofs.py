@@ -139,6 +139,21 @@ FED_PROOFS: dict[str, FedProof] = {
         None,
         "prosody opens a new connection for every stanza to a peer that refuses it",
     ),
+    "fed.presence.probe-no-account-harvesting": FedProof(
+        ("jabberd2",),
+        "answers-alike remote",
+        with_params(
+            "answers-alike remote",
+            send={
+                "existing account": "<iq type='get' from='stranger@${remote.domain}' to='${bob.jid}' "
+                "id='ph-exists-${random}'><ping xmlns='urn:xmpp:ping'/></iq>",
+                "missing account": "<presence type='probe' from='stranger@${remote.domain}' "
+                "to='nosuch-${random}@${receiver.domain}' id='ph-missing-${random}'/>",
+            },
+        ),
+        "the existing account asked with a ping instead of a probe: jabberd2 answers the two "
+        "differently, and the step must tell",
+    ),
     "fed.policy.blocked-domain": FedProof(("jabberd2", "prosody"), "expect alice", without_role_knobs),
     "fed.policy.allowlist": FedProof(("jabberd2", "prosody"), "expect alice", without_role_knobs),
 }

@@ -9,6 +9,13 @@ PROOFS: dict[str, list[Proof]] = {
     "authz.presence.no-leak-without-subscription": [
         Proof("presence-broadcast-to-all", "expect-nothing eve", "to='pnl-eve@"),
     ],
+    "authz.presence.probe-no-account-harvesting": [
+        Proof(
+            "probe-reveals-account",
+            "answers-alike eve",
+            "existing account: no answer; missing account: <presence",
+        ),
+    ],
     "authz.presence.subscription-requires-approval": [
         Proof("presence-before-approval", "expect-nothing eve", "type='subscribed'"),
     ],

@@ -161,7 +161,10 @@ class PeerServerActor(RawXmppActor):
             },
         },
     }
-    deciding_actions: ClassVar[frozenset[str]] = XmppActor.deciding_actions | {"count-connections"}
+    deciding_actions: ClassVar[frozenset[str]] = XmppActor.deciding_actions | {
+        "count-connections",
+        "answers-alike",
+    }
     actions: ClassVar[dict[str, dict[str, Any]]] = {
         "connect": params_schema(
             {
@@ -228,6 +231,7 @@ class PeerServerActor(RawXmppActor):
         "disconnect": RawXmppActor.actions["disconnect"],
         "listen": LISTEN_SCHEMA,
         "count-connections": COUNT_CONNECTIONS_SCHEMA,
+        "answers-alike": RawXmppActor.actions["answers-alike"],
     }
 
     def __init__(self, ctx: ActorContext, options: dict[str, Any]) -> None:

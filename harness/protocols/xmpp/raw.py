@@ -36,6 +36,13 @@ from typing import Any, ClassVar
 from xml.sax.saxutils import escape
 
 from harness.actors import ActorContext, register
+from harness.protocols.xmpp.answers import (
+    ANSWERS_ALIKE_SCHEMA,
+    answered_stanzas,
+    judge,
+    labelled_addressees,
+    send_problems,
+)
 from harness.protocols.xmpp.base import CONNECT_PARAMS, XmppActor, refused_connection
 from harness.protocols.xmpp.elements import (
     FEATURES_TAG,
@@ -159,10 +166,12 @@ class RawXmppActor(LoginLimitMixin, HeldConnectionsMixin, XmppActor):
         "disconnect": params_schema({"close_stream": {"type": "boolean", "default": True}}),
         "login-attempts": LOGIN_ATTEMPTS_SCHEMA,
         "hold-connections": HOLD_CONNECTIONS_SCHEMA,
+        "answers-alike": ANSWERS_ALIKE_SCHEMA,
     }
     deciding_actions: ClassVar[frozenset[str]] = XmppActor.deciding_actions | {
         "login-attempts",
         "hold-connections",
+        "answers-alike",
     }
 
     def __init__(self, ctx: ActorContext, options: dict[str, Any]) -> None:
@@ -177,6 +186,13 @@ class RawXmppActor(LoginLimitMixin, HeldConnectionsMixin, XmppActor):
         self._peer_der: bytes | None = None
         self._tls_failure = ""  # how the last TLS handshake failed, for connect's observation
         self._header: str | None = None  # connect's own stream header for the next stream opened
+
+    @classmethod
+    def param_problems(cls, action: str, params: dict[str, Any]) -> list[str]:
+        problems = super().param_problems(action, params)
+        if action == "answers-alike" and isinstance(params.get("send"), dict):
+            problems += send_problems(params["send"])
+        return problems
 
     # -- low level -----------------------------------------------------------------------------
 
@@ -757,6 +773,26 @@ class RawXmppActor(LoginLimitMixin, HeldConnectionsMixin, XmppActor):
         await self._send_text(xml)
         if xml.strip().endswith("</stream:stream>"):
             self._sent_close = True
+
+    async def answers_alike(self, send: dict[str, str], within: float | None = None) -> Observation:
+        """See :mod:`.answers`: the stanzas, two barriers, then the answers compared."""
+        self._require_connection("answers-alike")
+        jids = labelled_addressees(send)
+        deadline = self._deadline(within)
+        for xml in send.values():
+            await self.send(xml=xml)
+        barrier = self._barrier_sender("answers-alike")
+        answered = await self._inbox.round_trip(
+            barrier, self._next_id("barrier"), self.ctx.target.domain, deadline
+        )
+        if answered:
+            await self._inbox.round_trip(barrier, self._next_id("barrier"), self.ctx.target.domain, deadline)
+        proof = "the replies to two barrier pings" if answered else None
+        answers = answered_stanzas(self._inbox.pending, jids)
+        for got in answers.values():
+            for el in got:
+                self._inbox.consume(el)
+        return judge(answers, proof)
 
     async def disconnect(self, close_stream: bool = True, within: float | None = None) -> None:
         await self.release_held()
