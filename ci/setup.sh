@@ -5,7 +5,7 @@
 # instances. INTEROP_NO_DOCKER=1 skips the engine (the local driver does not need it).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-packages=(prosody prosody-modules lua-unbound ejabberd jabberd2 sqlite3 util-linux libpcap0.8)
+packages=(prosody prosody-modules lua-unbound ejabberd jabberd2 sqlite3 util-linux libpcap0.8 chromium chromium-driver)
 if [ -z "${INTEROP_NO_DOCKER:-}" ]; then
   packages+=(docker.io debootstrap)
 fi
