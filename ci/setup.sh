@@ -5,7 +5,8 @@
 # instances. INTEROP_NO_DOCKER=1 skips the engine (the local driver does not need it).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-packages=(prosody prosody-modules lua-unbound ejabberd jabberd2 sqlite3 util-linux libpcap0.8 chromium chromium-driver)
+packages=(prosody prosody-modules lua-unbound ejabberd jabberd2 sqlite3 util-linux libpcap0.8 chromium chromium-driver
+  gcc libc6-dev libssl-dev tshark)
 if [ -z "${INTEROP_NO_DOCKER:-}" ]; then
   packages+=(docker.io debootstrap)
 fi
@@ -22,6 +23,8 @@ fi
 if [ -z "${INTEROP_NO_DOCKER:-}" ]; then
   "$here/ci/docker-engine.sh"
 fi
+# the TLS key-log shim the servers run with (harness/trace/keylog_shim.py); rebuilt when changed
+sh "$here/harness/trace/keylog/build.sh" "$here/build/keylog/sslkeylog.so"
 python=${PYTHON:-python3}
 if [ ! -x "$here/.venv/bin/python" ]; then
   "$python" -m venv "$here/.venv"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from harness.trace.redaction import redact_text
 from harness.verdict import HarnessError, Observation
 
 
@@ -137,11 +138,10 @@ class Actor(abc.ABC):
     def redact(cls, text: str, secrets: list[str]) -> str:
         """Remove credentials from text this protocol produced (server log slices pass here too).
 
-        Protocols override this to also catch encoded forms (e.g. base64 SASL payloads).
+        Protocols override this to also catch their own credential places (e.g. base64 SASL
+        payloads) before the protocol-neutral passes.
         """
-        for secret in secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
+        return redact_text(text, secrets)
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -1,40 +1,117 @@
-"""Known failures per product (``fixtures/baselines/<product>.yaml``), for vendors gating CI.
+"""Known failures per product (``<baselines>/<product>.yaml``), for vendors gating CI.
 
 A listed scenario that fails is ``xfail``; one that passes is ``xpass``, reported so that the
-baseline gets trimmed. Errors and unsupported verdicts are never masked.
+baseline gets trimmed (``--strict-baseline`` makes an ``xpass`` fail the run). Errors and
+unsupported verdicts are never masked. An entry is a reason, or a mapping with the reason and a
+link (a vendor's tracker)::
+
+    known_failures:
+      auth.sasl.retry-limit: "no per-stream retry limit yet"
+      auth.sasl.invalid-authzid: {reason: "authzid ignored", link: "https://tracker.example/123"}
+
+``interop baseline update`` writes these files from a run (:func:`update_from_run`): every
+single-target ``fail`` or ``xfail`` of the product becomes an entry, keeping the reason and link
+a person wrote for entries that still fail; entries that passed (``xpass``) are dropped.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from harness.results import RunRecord
 from harness.targets.spec import CatalogueError
 from harness.verdict import Outcome, Verdict
 
 
+@dataclass(frozen=True)
+class KnownFailure:
+    reason: str
+    link: str = ""
+
+    def describe(self) -> str:
+        return f"{self.reason}, {self.link}" if self.link else self.reason
+
+    def to_yaml(self) -> str | dict[str, str]:
+        return {"reason": self.reason, "link": self.link} if self.link else self.reason
+
+
+def _entry(path: Path, scenario_id: str, value: Any) -> KnownFailure:
+    if isinstance(value, str):
+        return KnownFailure(value)
+    if isinstance(value, dict) and set(value) <= {"reason", "link"} and isinstance(value.get("reason"), str):
+        return KnownFailure(value["reason"], str(value.get("link") or ""))
+    raise CatalogueError(
+        f"{path}: known_failures.{scenario_id}: give a reason, or a mapping with reason (and link)"
+    )
+
+
+def read_file(path: Path) -> dict[str, KnownFailure]:
+    data = yaml.safe_load(path.read_text()) if path.exists() else None
+    failures = (data or {}).get("known_failures") or {}
+    if not isinstance(failures, dict):
+        raise CatalogueError(f"{path}: known_failures must map scenario ids to reasons")
+    return {str(k): _entry(path, str(k), v) for k, v in failures.items()}
+
+
 class Baselines:
-    def __init__(self, known: dict[str, dict[str, str]]) -> None:
+    def __init__(self, known: dict[str, dict[str, KnownFailure]]) -> None:
         self.known = known  # product -> scenario id -> why it is known to fail
 
     @classmethod
     def load(cls, directory: Path) -> Baselines:
-        known: dict[str, dict[str, str]] = {}
-        for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
-            data = yaml.safe_load(path.read_text()) or {}
-            failures = data.get("known_failures") or {}
-            if not isinstance(failures, dict):
-                raise CatalogueError(f"{path}: known_failures must map scenario ids to reasons")
-            known[path.stem] = {str(k): str(v) for k, v in failures.items()}
-        return cls(known)
+        paths = sorted(directory.glob("*.yaml")) if directory.is_dir() else []
+        return cls({path.stem: read_file(path) for path in paths})
 
     def apply(self, product: str, scenario_id: str, verdict: Verdict) -> Verdict:
-        why = self.known.get(product, {}).get(scenario_id)
-        if why is None:
+        known = self.known.get(product, {}).get(scenario_id)
+        if known is None:
             return verdict
         if verdict.outcome is Outcome.FAIL:
-            return Verdict(Outcome.XFAIL, f"known failure ({why}): {verdict.reason}")
+            return Verdict(Outcome.XFAIL, f"known failure ({known.describe()}): {verdict.reason}")
         if verdict.outcome is Outcome.PASS:
-            return Verdict(Outcome.XPASS, f"listed as known failure ({why}) but passed: trim the baseline")
+            return Verdict(
+                Outcome.XPASS, f"listed as known failure ({known.describe()}) but passed: trim the baseline"
+            )
         return verdict
+
+
+_FAILING = {Outcome.FAIL.value, Outcome.XFAIL.value}
+
+
+def update_from_run(run: RunRecord, directory: Path, products: list[str] | None = None) -> list[Path]:
+    """Write ``<directory>/<product>.yaml`` for each product of the run's single-target items
+    (or only ``products``); returns the files written."""
+    failing: dict[str, dict[str, str]] = {}
+    for item in run.items:
+        if len(item.targets) != 1:
+            continue  # federation pairs are not baselined (Baselines.apply sees one product)
+        product = item.targets[0].product
+        if products and product not in products:
+            continue
+        found = failing.setdefault(product, {})
+        if item.outcome in _FAILING:
+            found[item.scenario_id] = item.reason
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for product, now in sorted(failing.items()):
+        path = directory / f"{product}.yaml"
+        before = read_file(path)
+        entries = {
+            sid: before[sid] if sid in before else KnownFailure(_first_line(reason))
+            for sid, reason in sorted(now.items())
+        }
+        body = {"known_failures": {sid: entry.to_yaml() for sid, entry in entries.items()}}
+        header = f"# Known failures of {product}, from run {run.run_id} (interop baseline update).\n"
+        path.write_text(header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100))
+        written.append(path)
+    return written
+
+
+def _first_line(reason: str, limit: int = 160) -> str:
+    """A verdict reason as a baseline entry: the first line, shortened."""
+    line = reason.splitlines()[0] if reason else "failed"
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -21,7 +21,9 @@ from harness.scenario.loader import COMMON_STEP_KEYS, PLACEHOLDER
 from harness.scenario.model import ActorSpec, Scenario, Step
 from harness.targets.running import RunningTarget
 from harness.trace.capture import PacketCapture
+from harness.trace.health import count as count_health
 from harness.trace.scrub import scrub_credentials
+from harness.trace.tls_streams import add_server_keys
 from harness.verdict import Failed, HarnessError, Observation, Outcome, StepOutcome, Unsupported, Verdict
 
 STEP_TIMEOUT_S = 10.0
@@ -76,6 +78,8 @@ class ItemRun:
     actors_connected: bool = False
     steps: list[StepTiming] = field(default_factory=list)  # the steps that ran, in order
     decided_by: list[Decision] = field(default_factory=list)  # decisive steps that completed
+    # per target name: what its log slice says of the server's own health (harness/trace/health.py)
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def item_id(scenario: Scenario, names: dict[str, str]) -> str:
@@ -338,6 +342,8 @@ def run_item(
     if missing:
         return ItemRun(Verdict(Outcome.UNSUPPORTED, missing), time.monotonic() - started)
     cursors = {role: t.log_cursor() for role, t in targets.items()}
+    # before the capture starts: every handshake in the pcap logs its keys after this
+    key_log_sizes = {role: t.key_log_size() for role, t in targets.items()}
     capture = PacketCapture(sorted({t.address for t in targets.values()}), evidence_dir / "traffic.pcap")
     capture.start()
     actors: dict[str, Actor] = {}
@@ -363,20 +369,32 @@ def run_item(
     # The scenario's actor kinds decide how text is redacted, also when building an actor failed.
     kinds = actor_kinds()
     redactors = {kinds[spec.kind].redact for spec in scenario.actors.values()}
+
+    def redacted(text: str) -> str:
+        for redact in redactors:
+            text = redact(text, secrets_used)
+        return text
+
+    health: dict[str, dict[str, Any]] = {}
     for role, target in targets.items():
+        slices = {}
         for path in target.copy_log_slice(cursors[role], evidence_dir):
-            text = path.read_text(errors="replace")
-            for redact in redactors:
-                text = redact(text, secrets_used)
-            path.write_text(text)
+            path.write_text(redacted(path.read_text(errors="replace")))
             evidence[path.name] = path
+            slices[path.name.removeprefix(f"{target.name}.")] = path
+        patterns = target.log_health()
+        if patterns is not None:
+            health[target.name] = count_health(patterns, slices)
     for actor in actors.values():
         for path in actor.stream_logs:
             evidence[path.name] = path
+    server_keys = {t.name: t.key_log_slice(key_log_sizes[role]) for role, t in targets.items()}
+    addresses = {t.address: t.name for t in targets.values()}
+    evidence.update(add_server_keys(evidence_dir, pcap, server_keys, addresses, redacted))
     keylog = evidence_dir / "tls-keys.log"
     if keylog.exists():
         evidence["tls-keys.log"] = keylog
     connected = any(a.reached_server for a in actors.values())
     if verdict.outcome is Outcome.PASS and actors and not connected:
         verdict = Verdict(Outcome.ERROR, "no actor reached the server")
-    return ItemRun(verdict, time.monotonic() - started, evidence, connected, timings, decided)
+    return ItemRun(verdict, time.monotonic() - started, evidence, connected, timings, decided, health)

@@ -71,12 +71,16 @@ def _describe(target: dict[str, Any]) -> str:
     return f"{target.get('product')} {target.get('version')}, knobs {target.get('knobs')}"
 
 
+# how the runs were judged, not what they ran: the merge is judged under its own --gate
+_JUDGEMENT = frozenset({"shard", "gate", "strict_baseline"})
+
+
 def _selection(runs: list[RunRecord]) -> dict[str, Any]:
     """The union of what the runs were asked to run (a shard of a selection is that selection)."""
     merged: dict[str, Any] = {}
     for run in runs:
         for key, value in run.selection.items():
-            if key == "shard":
+            if key in _JUDGEMENT:
                 continue
             if key in _LISTS:
                 merged[key] = list(dict.fromkeys([*merged.get(key, []), *value]))  # first seen first

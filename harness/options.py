@@ -17,15 +17,20 @@ from typing import Any
 
 import pytest
 
+from harness import resources
+from harness.results import DEFAULT_GATE, GATES
 from harness.topology import Selection
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_BASELINES = PROJECT_ROOT / "fixtures" / "baselines"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the folder holding the harness package
 
-# the interop commands an option belongs to: the run, `interop targets up`, `interop list`
+# the interop commands an option belongs to: the run, `interop targets up`, `interop list`,
+# `interop merge`, `interop diff`, `interop report`
 RUN = "run"
 UP = "up"
 LIST = "list"
+MERGE = "merge"
+DIFF = "diff"
+REPORT = "report"
 TARGETING = frozenset({RUN, UP})
 
 
@@ -42,6 +47,14 @@ def jobs_value(text: str) -> int | str:
     return value
 
 
+def folder(text: str) -> Path:
+    """A folder that must exist (``--scenarios``): a typo must not silently add nothing."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    return path
+
+
 @dataclass(frozen=True)
 class Option:
     flag: str
@@ -53,6 +66,7 @@ class Option:
     metavar: str | None = None
     commands: frozenset[str] = frozenset({RUN})  # the interop commands that offer it
     cli: bool = True  # False: pytest only (interop sets it itself)
+    switch: bool = False  # a flag without a value (False unless given)
 
     @property
     def dest(self) -> str:
@@ -60,6 +74,8 @@ class Option:
 
     def kwargs(self) -> dict[str, Any]:
         out: dict[str, Any] = {"help": self.help, "dest": self.dest}
+        if self.switch:
+            return out | {"action": "store_true", "default": False}
         if self.repeat:
             out |= {"action": "append", "default": []}
         else:
@@ -74,6 +90,8 @@ class Option:
 
     def as_arguments(self, value: Any) -> list[str]:
         """The pytest arguments that carry ``value`` (none for the default)."""
+        if self.switch:
+            return [self.flag] if value else []
         values = value if self.repeat else ([] if value in (None, self.default) else [value])
         return [part for v in values for part in (self.flag, str(_absolute(v)))]
 
@@ -130,8 +148,17 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("--category", "only scenarios of this category (repeatable)", repeat=True),
     Option("--scenario", "scenario id or glob, e.g. 'auth.sasl.*' (repeatable)", repeat=True),
+    Option(
+        "--scenarios",
+        "a folder (any name) of your own scenario files, added to the shipped ones and validated "
+        "with them (repeatable)",
+        repeat=True,
+        type=folder,
+        metavar="DIR",
+        commands=frozenset({RUN, LIST}),
+    ),
     Option("--out", "run directory (default reports/<run-id>)", type=Path),
-    Option("--baselines", "folder of <product>.yaml known-failure files", DEFAULT_BASELINES, type=Path),
+    Option("--baselines", "folder of <product>.yaml known-failure files", resources.BASELINES, type=Path),
     Option("--shard", "i/N: run the i-th of N deterministic shares of the items"),
     Option(
         "--jobs",
@@ -140,6 +167,25 @@ OPTIONS: tuple[Option, ...] = (
         "auto",
         type=jobs_value,
         metavar="N",
+    ),
+    Option(
+        "--gate",
+        "the levels whose failures fail the run and are <failure> in junit.xml: must (MUST), should "
+        "(MUST, SHOULD) or may (MUST, SHOULD, MAY); lower levels and POLICY are findings",
+        DEFAULT_GATE,
+        choices=tuple(GATES),
+        commands=frozenset({RUN, MERGE, DIFF}),
+    ),
+    Option(
+        "--profile",
+        "a scoring profile (a name in fixtures/profiles/, or a file): reports rank the targets under it",
+        commands=frozenset({RUN, REPORT}),
+    ),
+    Option(
+        "--strict-baseline",
+        "a known failure of the baseline that passed (xpass) fails the run: the baseline is out of date",
+        switch=True,
+        commands=frozenset({RUN, MERGE}),
     ),
     Option("--run-id", "the run's id (default: UTC time and a random suffix)", cli=False),
 )
@@ -166,6 +212,18 @@ def pytest_args(values: argparse.Namespace) -> list[str]:
         if option.cli and hasattr(values, option.dest)
         for part in option.as_arguments(getattr(values, option.dest))
     ]
+
+
+def scenario_folders(values: Any) -> list[Path]:
+    """The folders whose YAML files are scenarios: the shipped ones and every ``--scenarios``,
+    from either front end's parsed values."""
+    return [resources.SCENARIOS.resolve(), *(p.resolve() for p in values.scenarios)]
+
+
+def in_scenario_folder(values: Any, path: Path) -> bool:
+    """Whether ``path`` is in (or is) a scenario folder, whose YAML files are scenarios."""
+    path = path.resolve()
+    return any(path.is_relative_to(folder) for folder in scenario_folders(values))
 
 
 def selection(values: Any) -> Selection:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from harness import options
 from harness.scenario.loader import ScenarioError, load_scenario
 from harness.scenario.model import Scenario
 
@@ -52,10 +53,8 @@ def worker_name(config: pytest.Config) -> str:
 def scenario_run(config: pytest.Config) -> bool:
     """Whether pytest was asked for scenarios only (``interop run``, ``pytest scenarios/``): the
     harness's own tests (``pytest tests/``) keep pytest's serial default."""
-    paths = [Path(arg.split("::")[0]) for arg in config.args]
-    return bool(paths) and all(
-        "scenarios" in (config.invocation_params.dir / p).resolve().parts for p in paths
-    )
+    paths = [config.invocation_params.dir / arg.split("::")[0] for arg in config.args]
+    return bool(paths) and all(options.in_scenario_folder(config.option, p) for p in paths)
 
 
 def configure(config: pytest.Config, count_items: Callable[[], int]) -> None:
@@ -101,13 +100,22 @@ def expected_cost(scenario: Scenario) -> float:
     return waits + KNOB_RESTART_S * knobs + PAIR_RESET_S * scenario.is_pair
 
 
-def item_of(root: Path, nodeid: str) -> tuple[Scenario, list[str]] | None:
-    """The scenario and target names of a scenario item's node id (None for other items)."""
+def item_of(config: pytest.Config, nodeid: str) -> tuple[Scenario, list[str]] | None:
+    """The scenario and target names of a scenario item's node id (None for other items).
+
+    The node id's path is relative to the rootdir or, for a file outside it (a ``--scenarios``
+    folder elsewhere), to the collected path that holds it (pytest's rule); the item's name,
+    ``id[targets]``, tells which of those files it is."""
     path, _, name = nodeid.partition("::")
-    scenario = _scenario(root / path)
-    if scenario is None or not name.endswith("]") or "[" not in name:
+    if not name.endswith("]") or "[" not in name:
         return None
-    return scenario, name[name.index("[") + 1 : -1].split("->")
+    scenario_id, _, targets = name[:-1].partition("[")
+    given = [(config.invocation_params.dir / arg.split("::")[0]).resolve() for arg in config.args]
+    for base in (config.rootpath, *given):
+        scenario = _scenario(base / path)
+        if scenario is not None and scenario.id == scenario_id:
+            return scenario, targets.split("->")
+    return None
 
 
 @functools.cache

@@ -2,14 +2,17 @@
 
 pytest does what its users expect (``-k``, ``-x``, ``--collect-only``, ``--junitxml``,
 ``--alluredir``); the plugin adds the run's topology, the verdicts and the reports. Verdicts
-map onto pytest outcomes: pass -> passed, fail/error -> failed, unsupported -> skipped,
-xfail -> xfailed. ``results.json`` keeps the five-way verdict that pytest cannot.
+map onto pytest outcomes: pass -> passed, fail/error -> failed (an assertion for a fail, another
+exception for an error: Allure's failed and broken), unsupported -> skipped, xfail -> xfailed.
+``results.json`` keeps the five-way verdict that pytest cannot; a scenario run's ``--junitxml``
+is written from it (:mod:`harness.report.junit`), not by pytest.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import os
 import platform
 import secrets
 import shutil
@@ -21,13 +24,15 @@ from typing import Any
 import pytest
 
 import harness
-from harness import interrupts, options, parallel
+from harness import interrupts, options, parallel, resources
 from harness.actors import actor_kinds
 from harness.baseline import Baselines
 from harness.engine import ItemRun, item_id, run_item, safe_name
 from harness.environment.run_env import keeps_work_dir, new_work_dir
+from harness.profiles import ProfileError, load_profile
 from harness.progress import RunProgress
-from harness.report import write_reports
+from harness.report import allure, write_reports
+from harness.report.junit import write_junit
 from harness.results import ItemResult, RunRecord, TargetRecord, utc_timestamp, write_results
 from harness.scenario.loader import ScenarioError, load_all, load_scenario, scenario_files
 from harness.scenario.model import Scenario
@@ -41,8 +46,8 @@ from harness.topology import SetupStep, Topology, config_diff_path
 from harness.verdict import Outcome, StepOutcome, Verdict
 
 PROJECT_ROOT = options.PROJECT_ROOT
-CATALOGUE = PROJECT_ROOT / "fixtures" / "targets"  # the built-in products; --catalogue adds more
 _STATE = pytest.StashKey["RunState"]()
+NOT_STARTED = "unknown"  # the version of a target an item needed but did not start (or reach)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -66,7 +71,7 @@ class RunState:
         shared = getattr(config, "workerinput", {})
         self.worker = parallel.worker_name(config)
         self.run_id = opt.run_id or shared.get("interop_run_id") or new_run_id()
-        self.run_dir: Path = (opt.out or PROJECT_ROOT / "reports" / self.run_id).resolve()
+        self.run_dir: Path = (opt.out or Path("reports") / self.run_id).resolve()
         self.selection = options.selection(opt)
         self.work_root: Path | None = None  # a parallel run's shared server folder (controller)
         work_dir = authorities = None
@@ -76,18 +81,21 @@ class RunState:
         try:
             self.topology = Topology(
                 self.selection,
-                CATALOGUE,
+                resources.CATALOGUE,
                 self.run_dir,
                 work_dir=work_dir,
                 authorities_dir=authorities,
                 owner=shared.get("interop_owner"),
             )
-        except CatalogueError as exc:
+            self.profile = load_profile(opt.profile) if opt.profile else None
+        except (CatalogueError, ProfileError) as exc:
             raise pytest.UsageError(str(exc)) from None
         self.baselines = Baselines.load(opt.baselines)
         self.categories = set(opt.category)
         self.patterns = list(opt.scenario)
         self.shard: str | None = opt.shard
+        self.gate: str = opt.gate
+        self.strict_baseline: bool = opt.strict_baseline
         self.started_at = utc_timestamp()
         self.results: list[ItemResult] = []
         self.command = list(sys.argv)
@@ -145,17 +153,20 @@ class RunState:
             setup=[dataclasses.asdict(step) for step in setup or []],
             worker=self.worker,
             decided_by=[dataclasses.asdict(d) for d in (run.decided_by if run else [])],
+            health=run.health if run else {},
         )
 
-    def finish(self) -> RunRecord:
+    def finish(self, junit: Path | None, allure_dir: Path | None) -> RunRecord:
+        """Write the run's record and its reports (``junit``, ``allure_dir``: where pytest was
+        asked for JUnit and Allure results)."""
         self.topology.close()
         self.results.sort(key=lambda item: item.item_id)  # the same order whatever the --jobs
         seen: dict[str, dict[str, Any]] = {}
         addresses: dict[str, set[str]] = {}
-        for item in self.results:
-            for t in item.targets:
-                seen.setdefault(t.name, t.run_target())
-                addresses.setdefault(t.name, set()).add(t.address)
+        records = [t for item in self.results for t in item.targets]
+        for t in sorted(records, key=lambda t: t.version == NOT_STARTED):  # a started one knows its version
+            seen.setdefault(t.name, t.run_target())
+            addresses.setdefault(t.name, set()).add(t.address)
         for name, target in seen.items():  # in parallel every worker ran a target of its own
             target["address"] = ", ".join(sorted(addresses[name]))
         run = RunRecord(
@@ -172,6 +183,9 @@ class RunState:
                 "scenarios": self.patterns,
                 "knobs": {t: k for t, k in self.topology.knobs.items() if k},
                 "variant": self.selection.variant or "default",
+                "gate": self.gate,
+                "strict_baseline": self.strict_baseline,
+                "profile": self.profile.to_dict() if self.profile else None,
                 **({"shard": self.shard} if self.shard else {}),
             },
             targets=list(seen.values()),
@@ -179,6 +193,10 @@ class RunState:
         )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_results(run, self.run_dir / "results.json")
+        if junit is not None:
+            write_junit(run, junit)
+        if allure_dir is not None:
+            allure.write_environment(run, allure_dir)
         write_reports(run, self.run_dir)
         return run
 
@@ -216,7 +234,9 @@ def _state(config: pytest.Config) -> RunState:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix == ".yaml" and "scenarios" in file_path.parts:
+    """A YAML file in a scenario folder (the shipped one, a ``--scenarios`` one) is a scenario;
+    one elsewhere is not, whatever its folder's name."""
+    if file_path.suffix == ".yaml" and options.in_scenario_folder(parent.config.option, file_path):
         return ScenarioFile.from_parent(parent, path=file_path)
     return None
 
@@ -279,6 +299,7 @@ class ScenarioItem(pytest.Item):
         self.user_properties.append(("level", scenario.level))
 
     def runtest(self) -> None:
+        allure.describe_item(self, self.scenario, self.roles)
         state = _state(self.config)
         started = utc_timestamp()
         evidence_dir = state.run_dir / "items" / safe_name(self.name)
@@ -297,7 +318,7 @@ class ScenarioItem(pytest.Item):
             planned = {
                 role: TargetRecord(
                     role=role,
-                    version="unknown",
+                    version=NOT_STARTED,
                     instance_of=topology.instance_of(name),
                     **topology.describe(name),
                 )
@@ -312,7 +333,7 @@ class ScenarioItem(pytest.Item):
             verdict = state.baselines.apply(next(iter(targets.values())).product, self.scenario.id, verdict)
         records = {r: _target_record(t, r, topology.instance_of(t.name)) for r, t in targets.items()}
         self.result = state.result(self.scenario, records, verdict, started, run, setup)
-        _attach_allure(self.scenario, run.evidence)
+        allure.attach_evidence(run.evidence)
         self._finish(verdict)
 
     def _finish(self, verdict: Verdict) -> None:
@@ -321,11 +342,13 @@ class ScenarioItem(pytest.Item):
             pytest.skip(f"unsupported: {verdict.reason}")
         if verdict.outcome is Outcome.XFAIL:
             pytest.xfail(verdict.reason)
-        if verdict.outcome in (Outcome.FAIL, Outcome.ERROR):
+        if verdict.outcome is Outcome.FAIL:
             raise VerdictFailure(verdict)
+        if verdict.outcome is Outcome.ERROR:
+            raise VerdictError(verdict)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, VerdictFailure):
+        if isinstance(excinfo.value, VerdictRaised):
             v = excinfo.value.verdict
             return (
                 f"{v.outcome.value}: {v.reason}\n  scenario: {self.scenario.path}\n"
@@ -337,29 +360,33 @@ class ScenarioItem(pytest.Item):
         return self.path, 0, self.name
 
 
-class VerdictFailure(Exception):
+class VerdictRaised(Exception):
+    """An item's ``fail`` or ``error``, as the exception that makes pytest report it failed."""
+
     def __init__(self, verdict: Verdict) -> None:
         super().__init__(verdict.reason)
         self.verdict = verdict
 
 
-def _attach_allure(scenario: Scenario, evidence: dict[str, Path]) -> None:
-    """Label the item and attach its evidence when allure-pytest is collecting (``--alluredir``)."""
-    import allure
-
-    allure.dynamic.feature(scenario.category)
-    allure.dynamic.story(scenario.id)
-    allure.dynamic.label("level", scenario.level)
-    allure.dynamic.description(f"{scenario.title}\n\n{scenario.spec_ref}\n\n{scenario.description}")
-    for name, path in evidence.items():
-        if path.exists():
-            kind = allure.attachment_type.TEXT if path.suffix in (".log", ".out", ".txt") else None
-            allure.attach.file(str(path), name=name, attachment_type=kind)
+class VerdictFailure(VerdictRaised, AssertionError):
+    """A ``fail``: a rule the target broke, an assertion that did not hold (Allure: failed)."""
 
 
+class VerdictError(VerdictRaised):
+    """An ``error``: the harness could not judge the target (Allure: broken)."""
+
+
+_JUNIT = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's junitxml plugin reads --junitxml
 def pytest_configure(config: pytest.Config) -> None:
+    """A scenario run writes ``--junitxml`` itself, from its record (:mod:`harness.report.junit`)."""
     config.addinivalue_line("markers", "interop_category(name): the scenario's category")
     if not parallel.is_worker(config):
+        if parallel.scenario_run(config) and config.option.xmlpath:
+            config.stash[_JUNIT] = Path(os.path.expandvars(config.option.xmlpath)).expanduser().resolve()
+            config.option.xmlpath = None
         config.pluginmanager.register(ResultCollector(config), "interop-results")
         if parallel.scenario_run(config) and not config.option.collectonly:
             config.pluginmanager.register(RunProgress(), "interop-progress")
@@ -368,9 +395,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_cmdline_main(config: pytest.Config) -> Any:
-    """``--jobs`` becomes xdist's workers before xdist reads its own options."""
+    """``--scenarios`` folders join the collection and ``--jobs`` becomes xdist's workers, before
+    xdist reads its own options."""
+    _add_scenario_folders(config)
     parallel.configure(config, lambda: _selected_items(config))
     return (yield)
+
+
+def _add_scenario_folders(config: pytest.Config) -> None:
+    """Every ``--scenarios DIR`` is collected too; with no path given, with the shipped scenarios
+    (as ``interop run --scenarios DIR`` runs them), not with pytest's ``testpaths``."""
+    if not config.option.scenarios:
+        return
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        config.args = [str(resources.SCENARIOS)]
+    given = {(config.invocation_params.dir / arg.split("::")[0]).resolve() for arg in config.args}
+    config.args += [str(p.resolve()) for p in config.option.scenarios if p.resolve() not in given]
 
 
 def _selected_items(config: pytest.Config) -> int:
@@ -393,7 +433,7 @@ def _group(config: pytest.Config, nodeid: str) -> str | None:
     """The items one worker runs one after the other: every item on a target this run does not
     start (an external server is one for all workers, so its items must not overlap), and items
     that need the same knob values on the same targets (one restart, not one per item)."""
-    item = parallel.item_of(config.rootpath, nodeid)
+    item = parallel.item_of(config, nodeid)
     if item is None:
         return None
     scenario, names = item
@@ -453,7 +493,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.topology.close()  # the controller writes the run's records
         return
     if state.results or state.topology.running():
-        run = state.finish()
+        allure_dir = getattr(session.config.option, "allure_report_dir", None)
+        run = state.finish(session.config.stash.get(_JUNIT, None), Path(allure_dir) if allure_dir else None)
         session.config.stash[_RUN] = run
     else:
         state.topology.close()

@@ -28,8 +28,10 @@ import jsonschema
 from harness.verdict import Outcome
 
 __all__ = [
+    "DEFAULT_GATE",
     "EXIT_FAILED",
     "EXIT_OK",
+    "GATES",
     "LEVELS",
     "POLICY",
     "SCHEMA_VERSION",
@@ -39,6 +41,8 @@ __all__ = [
     "TargetRecord",
     "exit_code",
     "exit_problems",
+    "fails_run",
+    "run_gate",
     "load_schema",
     "read_results",
     "utc_timestamp",
@@ -50,13 +54,18 @@ SCHEMA_VERSION = 1
 LEVELS: tuple[str, ...] = ("MUST", "SHOULD", "MAY")  # conformance: the RFC 2119 keyword of the rule
 # A policy check scores a behaviour no RFC or XEP requires but campuses care about (open
 # registration, brute-force limits), cited to a best current practice; it is counted apart from
-# the conformance levels in every report and never fails the run.
+# the conformance levels in every report and fails the run under no gate.
 POLICY = "POLICY"
 EXIT_OK = 0
 EXIT_FAILED = 1
 
-# Outcomes a MUST-level item may have in a run that passes.
-_PASSING_MUST = {Outcome.PASS.value, Outcome.XFAIL.value, Outcome.XPASS.value, Outcome.UNSUPPORTED.value}
+# --gate: the conformance levels whose failures fail the run (and are <failure> in JUnit); a
+# failure of any other level is a finding. POLICY is in none (docs/decisions.md).
+GATES: dict[str, tuple[str, ...]] = {"must": LEVELS[:1], "should": LEVELS[:2], "may": LEVELS}
+DEFAULT_GATE = "must"
+
+# Outcomes a gated item may have in a run that passes.
+_PASSING = {Outcome.PASS.value, Outcome.XFAIL.value, Outcome.XPASS.value, Outcome.UNSUPPORTED.value}
 
 
 class ResultsError(ValueError):
@@ -151,6 +160,8 @@ class ItemResult:
     worker: str = "main"  # the worker that ran it (its targets are that worker's own)
     # the decisive steps that completed and what each saw: {step, line, observed}; a pass rests on them
     decided_by: list[dict[str, Any]] = field(default_factory=list)
+    # per target name: {errors, crashes, examples} its log slice showed (harness/trace/health.py)
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.outcome, Outcome):
@@ -206,6 +217,7 @@ class ItemResult:
             "setup": [dict(step) for step in self.setup],
             "worker": self.worker,
             "decided_by": [dict(d) for d in self.decided_by],
+            "health": {name: dict(h) for name, h in self.health.items()},
         }
 
     @classmethod
@@ -410,19 +422,33 @@ def read_results(path: Path) -> RunRecord:
 # exit code
 
 
-def exit_problems(run: RunRecord) -> list[str]:
+def run_gate(run: RunRecord) -> str:
+    """The gate the run was judged under (``--gate``, recorded in its selection)."""
+    return str(run.selection.get("gate") or DEFAULT_GATE)
+
+
+def fails_run(item: ItemResult, gate: str = DEFAULT_GATE, strict_baseline: bool = False) -> bool:
+    """Whether ``item`` fails the run under ``gate``: an ``error`` at any level, a gated level's
+    item that did not pass (nor is a known failure, nor lacks an optional feature), and with
+    ``strict_baseline`` a known failure that passed (the baseline is out of date)."""
+    if item.outcome == Outcome.ERROR.value:
+        return True
+    if strict_baseline and item.outcome == Outcome.XPASS.value:
+        return True
+    return item.level in GATES[gate] and item.outcome not in _PASSING
+
+
+def exit_problems(run: RunRecord, gate: str | None = None) -> list[str]:
     """Why the run failed, one line each; empty when it passed. See :func:`exit_code`."""
+    gate = gate or run_gate(run)
+    strict = bool(run.selection.get("strict_baseline"))
     problems: list[str] = []
     if not run.items:
         problems.append("the run executed no item")
         return problems
     if not any(item.actors_connected for item in run.items):
         problems.append("no actor of any item reached a server")
-    for item in run.items:
-        if item.outcome == Outcome.ERROR.value or (
-            item.level == "MUST" and item.outcome not in _PASSING_MUST
-        ):
-            problems.append(_problem(item))
+    problems += [_problem(item) for item in run.items if fails_run(item, gate, strict)]
     return problems
 
 
@@ -431,7 +457,7 @@ def _problem(item: ItemResult) -> str:
     return f"{text}: {item.reason}" if item.reason else text
 
 
-def exit_code(run: RunRecord) -> int:
+def exit_code(run: RunRecord, gate: str | None = None) -> int:
     """The process exit code of a run: 0 (passed) or 1 (failed).
 
     The run passes (0) when all of these hold:
@@ -439,12 +465,15 @@ def exit_code(run: RunRecord) -> int:
     * it executed at least one item;
     * at least one item had an actor that reached a server (``actors_connected``);
     * no item of any level ended in ``error`` (the harness could not judge it);
-    * every MUST-level item is ``pass``, ``xfail`` (known failure in the baseline),
-      ``unsupported`` (optional feature absent) or ``xpass``.
+    * every item of a level the gate names (``--gate``: ``must`` the default, MUST only;
+      ``should`` MUST and SHOULD; ``may`` MUST, SHOULD and MAY) is ``pass``, ``xfail`` (known
+      failure in the baseline), ``unsupported`` (optional feature absent) or ``xpass``.
 
-    Otherwise it fails (1): a MUST-level ``fail``, any ``error``, an empty run, or a run whose
-    actors never connected. SHOULD/MAY failures are findings: they are shown in the matrix and
-    scored, but they do not fail the run. An ``xpass`` (a known failure that passed) does not fail
-    the run either; the reports list it so the baseline gets updated.
+    Otherwise it fails (1): a gated ``fail``, any ``error``, an empty run, or a run whose actors
+    never connected. Failures of levels below the gate, and POLICY failures under every gate, are
+    findings: they are shown in the matrix and scored, but they do not fail the run. An ``xpass``
+    (a known failure that passed) does not fail the run either, unless the run was made with
+    ``--strict-baseline``; the reports list it so the baseline gets updated. ``gate`` defaults to
+    the one the run recorded (``--gate``).
     """
-    return EXIT_FAILED if exit_problems(run) else EXIT_OK
+    return EXIT_FAILED if exit_problems(run, gate) else EXIT_OK

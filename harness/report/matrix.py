@@ -20,8 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tabulate import tabulate
-
+from harness.report.health import health_lines
+from harness.report.markdown import escape_md, table
+from harness.report.ranking import ranking_lines
 from harness.results import LEVELS, POLICY, ItemResult, RunRecord, exit_problems
 from harness.targets.spec import AS_INSTALLED
 from harness.verdict import Outcome
@@ -31,7 +32,7 @@ __all__ = [
     "NOT_RUN",
     "REASON_MAX",
     "cell_text",
-    "escape_cell",
+    "escape_md",
     "format_score",
     "render_matrix",
     "score",
@@ -53,7 +54,6 @@ _LABEL = {
     Outcome.XPASS.value: "XPASS",
 }
 _PASSED = {Outcome.PASS.value, Outcome.XPASS.value}
-_FMT = "github"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -68,17 +68,6 @@ def truncate(text: str, limit: int = REASON_MAX) -> str:
     return text[: limit - 1].rstrip() + "…"
 
 
-def escape_cell(text: str) -> str:
-    """Make text safe inside a Markdown table cell.
-
-    ``|`` would end the cell and ``<`` could start raw HTML that a renderer hides (stanza text
-    such as ``<not-authorized/>`` comes from the target), so both are backslash-escaped, as is the
-    backslash itself. Newlines become spaces.
-    """
-    text = " ".join(text.split())
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<")
-
-
 def cell_text(item: ItemResult) -> str:
     """The cell of an item: ``pass``, or ``FAIL: <reason>``, ``unsupported: <reason>``, ...
 
@@ -91,7 +80,7 @@ def cell_text(item: ItemResult) -> str:
     if item.outcome == Outcome.XPASS.value and not reason.strip():
         reason = "known failure passed"
     reason = truncate(reason)
-    return escape_cell(f"{label}: {reason}" if reason else label)
+    return escape_md(f"{label}: {reason}" if reason else label)
 
 
 def spec_text(spec: dict[str, str]) -> str:
@@ -132,7 +121,7 @@ def score(run: RunRecord) -> dict[str, dict[str, dict[str, tuple[int, int, int]]
     return {
         target: {
             category: {level: tuple(values) for level, values in levels.items()}
-            for category, levels in sorted(counts[target].items(), key=lambda kv: _category_key(kv[0]))
+            for category, levels in sorted(counts[target].items(), key=lambda kv: category_key(kv[0]))
         }
         for target in sorted(counts, key=lambda n: order.get(n, len(order)))
     }
@@ -152,7 +141,7 @@ def format_score(levels: dict[str, tuple[int, int, int]]) -> str:
     return text
 
 
-def _pair_summary(items: Iterable[ItemResult]) -> str:
+def pair_summary(items: Iterable[ItemResult]) -> str:
     passed = total = unsupported = 0
     for item in items:
         if item.outcome == Outcome.UNSUPPORTED.value:
@@ -168,19 +157,15 @@ def _pair_summary(items: Iterable[ItemResult]) -> str:
 # rendering
 
 
-def _category_key(category: str) -> tuple[int, str]:
+def category_key(category: str) -> tuple[int, str]:
     if category in CATEGORY_ORDER:
         return CATEGORY_ORDER.index(category), category
     return len(CATEGORY_ORDER), category
 
 
-def _ordered(names: Iterable[str], order: list[str]) -> list[str]:
+def ordered(names: Iterable[str], order: list[str]) -> list[str]:
     wanted = set(names)
     return [n for n in order if n in wanted] + sorted(wanted - set(order))
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    return tabulate(rows, headers=headers, tablefmt=_FMT, disable_numparse=True)
 
 
 NOT_VERIFIED = "NOT VERIFIED HERE"
@@ -251,12 +236,12 @@ def _config_section(run: RunRecord) -> list[str]:
     lines = ["", "## What the run changed in the packaged configuration", "", CONFIG_CHANGES_INTRO, ""]
     for change in changes:
         lines.append(
-            f"- **{escape_cell(change.target)}**: {escape_cell(change.files)}; diff: `{change.diff}`"
+            f"- **{escape_md(change.target)}**: {escape_md(change.files)}; diff: {escape_md(change.diff)}"
         )
         lines += [
-            f"  - adds what the package does not configure: {escape_cell(added)}" for added in change.adds
+            f"  - adds what the package does not configure: {escape_md(added)}" for added in change.adds
         ]
-        lines += [f"  - left out (as installed): {escape_cell(left)}" for left in change.left_out]
+        lines += [f"  - left out (as installed): {escape_md(left)}" for left in change.left_out]
     return lines
 
 
@@ -265,21 +250,20 @@ def _header(run: RunRecord) -> list[str]:
     breakdown = ", ".join(f"{o.value} {counts[o.value]}" for o in Outcome if counts[o.value])
     problems = exit_problems(run)
     lines = [
-        f"# Interoperability matrix: run {escape_cell(run.run_id)}",
+        f"# Interoperability matrix: run {escape_md(run.run_id)}",
         "",
-        f"- **Run id:** {escape_cell(run.run_id)}",
-        f"- **Harness version:** {escape_cell(run.harness_version)}",
-        f"- **Date (UTC):** {run.started_at} to {run.finished_at}",
+        f"- **Run id:** {escape_md(run.run_id)}",
+        f"- **Harness version:** {escape_md(run.harness_version)}",
+        f"- **Date (UTC):** {escape_md(f'{run.started_at} to {run.finished_at}')}",
     ]
     if run.command:
-        command = shlex.join(run.command).replace("`", "'")
-        lines.append(f"- **Command:** `{command}`")
-    lines.append(f"- **Variant:** {escape_cell(variant_text(run))}")
+        lines.append(f"- **Command:** {escape_md(shlex.join(run.command))}")
+    lines.append(f"- **Variant:** {escape_md(variant_text(run))}")
     lines.append(f"- **Items:** {len(run.items)}" + (f" ({breakdown})" if breakdown else ""))
     if problems:
         lines.append("- **Run verdict:** FAILED (exit code 1)")
         for problem in problems[:10]:
-            lines.append(f"  - {escape_cell(truncate(problem, 160))}")
+            lines.append(f"  - {escape_md(truncate(problem, 160))}")
         if len(problems) > 10:
             lines.append(f"  - ... and {len(problems) - 10} more")
     else:
@@ -287,7 +271,7 @@ def _header(run: RunRecord) -> list[str]:
     unverified = run.unverified_targets()
     if unverified:
         lines.append(
-            f"- **{NOT_VERIFIED}:** {', '.join(escape_cell(n) for n in unverified)}: no run on the "
+            f"- **{NOT_VERIFIED}:** {', '.join(escape_md(n) for n in unverified)}: no run on the "
             "project's machines has verified these catalogue entries with this driver; their "
             "cells show what the entry as written did, not a verified product"
         )
@@ -295,7 +279,7 @@ def _header(run: RunRecord) -> list[str]:
     if xpassed:
         lines.append(
             "- **Known failures that passed (update the baseline):** "
-            + ", ".join(escape_cell(i) for i in xpassed)
+            + ", ".join(escape_md(i) for i in xpassed)
         )
     lines += ["", "## Targets", ""]
     rows = []
@@ -304,18 +288,18 @@ def _header(run: RunRecord) -> list[str]:
         t = by_name.get(name, {"name": name})
         rows.append(
             [
-                escape_cell(str(t.get(key, "")))
+                escape_md(str(t.get(key, "")))
                 for key in ("name", "product", "version", "driver", "domain", "address")
             ]
-            + [escape_cell(_knobs_text(t.get("knobs", {}))), entry_state(t)]
+            + [escape_md(_knobs_text(t.get("knobs", {}))), entry_state(t)]
         )
     columns = ["target", "product", "version", "driver", "domain", "address", "knobs", "entry"]
-    lines.append(_table(rows, columns))
+    lines.append(table(rows, columns))
     return lines + _config_section(run)
 
 
 def _single_table(items: list[ItemResult], order: list[str]) -> str:
-    columns = _ordered((i.targets[0].name for i in items), order)
+    columns = ordered((i.targets[0].name for i in items), order)
     scenarios: dict[str, ItemResult] = {}
     cells: dict[tuple[str, str], list[str]] = defaultdict(list)
     for item in sorted(items, key=lambda i: i.scenario_id):
@@ -323,10 +307,10 @@ def _single_table(items: list[ItemResult], order: list[str]) -> str:
         cells[(item.scenario_id, item.targets[0].name)].append(cell_text(item))
     rows = []
     for scenario_id, first in scenarios.items():
-        row = [escape_cell(scenario_id), first.level, escape_cell(spec_text(first.spec))]
+        row = [escape_md(scenario_id), escape_md(first.level), escape_md(spec_text(first.spec))]
         row += ["; ".join(cells.get((scenario_id, name), [])) or NOT_RUN for name in columns]
         rows.append(row)
-    return _table(rows, ["id", "level", "spec"] + [escape_cell(c) for c in columns])
+    return table(rows, ["id", "level", "spec"] + [escape_md(c) for c in columns])
 
 
 def _pair_sections(items: list[ItemResult], order: list[str]) -> list[str]:
@@ -337,40 +321,39 @@ def _pair_sections(items: list[ItemResult], order: list[str]) -> list[str]:
     for scenario_id in sorted(by_scenario):
         group = by_scenario[scenario_id]
         first = group[0]
-        origins = _ordered((i.pair[0] for i in group), order)
-        receivers = _ordered((i.pair[1] for i in group), order)
+        origins = ordered((i.pair[0] for i in group), order)
+        receivers = ordered((i.pair[1] for i in group), order)
         cells: dict[tuple[str, str], list[str]] = defaultdict(list)
         for item in group:
             cells[item.pair].append(cell_text(item))
         rows = [
-            [escape_cell(o)] + ["; ".join(cells.get((o, r), [])) or NOT_RUN for r in receivers]
-            for o in origins
+            [escape_md(o)] + ["; ".join(cells.get((o, r), [])) or NOT_RUN for r in receivers] for o in origins
         ]
         lines += [
             "",
-            f"### {escape_cell(scenario_id)}: {escape_cell(first.title)}",
+            f"### {escape_md(scenario_id)}: {escape_md(first.title)}",
             "",
-            f"{first.level}, {escape_cell(spec_text(first.spec))}. "
+            f"{escape_md(first.level)}, {escape_md(spec_text(first.spec))}. "
             "Rows: origin target; columns: receiver target (a target with itself: its second "
             "instance, on its own domain, is the receiver).",
             "",
-            _table(rows, [PAIR_CORNER] + [escape_cell(r) for r in receivers]),
+            table(rows, [PAIR_CORNER] + [escape_md(r) for r in receivers]),
         ]
-    origins = _ordered((i.pair[0] for i in items), order)
-    receivers = _ordered((i.pair[1] for i in items), order)
+    origins = ordered((i.pair[0] for i in items), order)
+    receivers = ordered((i.pair[1] for i in items), order)
     per_pair: dict[tuple[str, str], list[ItemResult]] = defaultdict(list)
     for item in items:
         per_pair[item.pair].append(item)
     rows = [
-        [escape_cell(o)]
-        + [_pair_summary(per_pair[(o, r)]) if (o, r) in per_pair else NOT_RUN for r in receivers]
+        [escape_md(o)]
+        + [pair_summary(per_pair[(o, r)]) if (o, r) in per_pair else NOT_RUN for r in receivers]
         for o in origins
     ]
     lines += [
         "",
         "### Pairs: passed/total over all pair scenarios of this category",
         "",
-        _table(rows, [PAIR_CORNER] + [escape_cell(r) for r in receivers]),
+        table(rows, [PAIR_CORNER] + [escape_md(r) for r in receivers]),
     ]
     return lines
 
@@ -412,32 +395,44 @@ def _legend() -> list[str]:
     ]
 
 
-def render_matrix(run: RunRecord) -> str:
-    """The Markdown matrix of ``run`` (tables in GitHub format, rendered with tabulate)."""
-    order = run.target_names()
-    scores = score(run)
-    lines = _header(run)
+Section = tuple[str, list[ItemResult], list[ItemResult], list[ItemResult]]
+
+
+def category_sections(run: RunRecord) -> list[Section]:
+    """Per category in report order: (category, its items, the single-target ones, the pairs)."""
     by_category: dict[str, list[ItemResult]] = defaultdict(list)
     for item in run.items:
         by_category[item.category].append(item)
-    if not by_category:
+    return [
+        (category, items, [i for i in items if not i.is_pair], [i for i in items if i.is_pair])
+        for category, items in sorted(by_category.items(), key=lambda kv: category_key(kv[0]))
+    ]
+
+
+def render_matrix(run: RunRecord) -> str:
+    """The Markdown matrix of ``run`` (tables in GitHub format, rendered with tabulate)."""
+
+    order = run.target_names()
+    scores = score(run)
+    lines = _header(run)
+    lines += ranking_lines(run)
+    lines += health_lines(run)
+    sections = category_sections(run)
+    if not sections:
         lines += ["", "No item was executed."]
-    for category in sorted(by_category, key=_category_key):
-        items = by_category[category]
-        singles = [i for i in items if not i.is_pair]
-        pairs = [i for i in items if i.is_pair]
-        lines += ["", f"## {escape_cell(category)}"]
+    for category, items, singles, pairs in sections:
+        lines += ["", f"## {escape_md(category)}"]
         if singles:
             lines += ["", _single_table(singles, order)]
         if pairs:
             lines += _pair_sections(pairs, order)
-        participants = _ordered((n for i in items for n in i.selected_names), order)
-        rows = [[escape_cell(name), format_score(scores[name][category])] for name in participants]
+        participants = ordered((n for i in items for n in i.selected_names), order)
+        rows = [[escape_md(name), format_score(scores[name][category])] for name in participants]
         lines += [
             "",
-            f"Score in {escape_cell(category)} (passed/total, unsupported left out of the total):",
+            f"Score in {escape_md(category)} (passed/total, unsupported left out of the total):",
             "",
-            _table(rows, ["target", "score"]),
+            table(rows, ["target", "score"]),
         ]
     lines += [""] + _legend()
     return "\n".join(lines) + "\n"

@@ -1,8 +1,5 @@
-"""Load scenario files: safe YAML, schema validation, and errors that point at file:line.
-
-PyYAML's ``safe_load`` drops positions, so the file is composed once into nodes (keeping
-marks), built into plain data with the same safe constructor, and every JSON path is mapped
-back to its line. A bad file raises :class:`ScenarioError` listing every problem found.
+"""Load scenario files: safe YAML, schema validation, and errors that point at file:line
+(:mod:`harness.yaml_file`). A bad file raises :class:`ScenarioError` listing every problem found.
 """
 
 from __future__ import annotations
@@ -11,18 +8,18 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from harness.actors import actor_kinds
 from harness.scenario.absence import checks_of
 from harness.scenario.model import DEFAULT_ROLE, ActorSpec, Scenario, Step
+from harness.yaml_file import Problem, YamlFileError, compose, hint, line_of, schema_problems
 
+DOCS = "docs/scenarios.md"  # where an author reads what a scenario file holds
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 ACTOR_ATTRIBUTES = ("jid", "user", "password", "domain", "full_jid")
 ROLE_ATTRIBUTES = ("domain", "address", "name")
@@ -36,77 +33,12 @@ ACTOR_KEYS = ("kind", "role", "account", "client_cert", "own_address")
 ENGINE_DECIDING_ACTIONS = ("expect-any",)
 
 
-@dataclass(frozen=True)
-class Problem:
-    line: int
-    message: str
-
-
-class ScenarioError(Exception):
+class ScenarioError(YamlFileError):
     """One or more problems in one scenario file, each with its line."""
-
-    def __init__(self, path: Path, problems: list[Problem]) -> None:
-        self.path = path
-        self.problems = sorted(problems, key=lambda p: p.line)
-        super().__init__("\n".join(f"{path}:{p.line}: {p.message}" for p in self.problems))
 
 
 def _schema() -> dict[str, Any]:
     return json.loads(resources.files("harness").joinpath("schemas/scenario.schema.json").read_text())
-
-
-def _compose(text: str, path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
-    """Parse YAML safely and map each JSON path (tuple of keys/indexes) to its 1-based line."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise ScenarioError(path, [Problem(line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
-    if node is None:
-        raise ScenarioError(
-            path, [Problem(1, "the file is empty; a scenario needs id, title, ... (docs/scenarios.md)")]
-        )
-    lines: dict[tuple[Any, ...], int] = {}
-
-    def walk(n: yaml.Node, at: tuple[Any, ...]) -> None:
-        lines[at] = n.start_mark.line + 1
-        if isinstance(n, yaml.MappingNode):
-            for key_node, value_node in n.value:
-                walk(value_node, at + (key_node.value,))
-                lines[at + (key_node.value, "<key>")] = key_node.start_mark.line + 1
-        elif isinstance(n, yaml.SequenceNode):
-            for i, item in enumerate(n.value):
-                walk(item, at + (i,))
-
-    walk(node, ())
-    data = yaml.SafeLoader(text).get_single_data()
-    return data, lines
-
-
-def _line_of(lines: dict[tuple[Any, ...], int], at: Iterable[Any]) -> int:
-    at = tuple(at)
-    while at and at not in lines:
-        at = at[:-1]
-    return lines.get(at, 1)
-
-
-def _hint(error: jsonschema.ValidationError) -> str:
-    """A jsonschema error as 'what is wrong, and what would be right'."""
-    where = ".".join(str(p) for p in error.absolute_path) or "top level"
-    if error.validator == "required":
-        return f"{where}: {error.message}; add it (see docs/scenarios.md)"
-    if error.validator == "enum":
-        allowed = ", ".join(map(str, error.validator_value))
-        return f"{where}: {error.instance!r} is not allowed; use one of {allowed}"
-    if error.validator == "additionalProperties":
-        allowed = ", ".join(sorted(error.schema.get("properties", {})))
-        return f"{where}: {error.message}; allowed keys here: {allowed}"
-    if error.validator == "pattern":
-        return f"{where}: {error.instance!r} does not have the expected form ({error.validator_value})"
-    if error.validator in ("maxProperties", "minProperties") and where.startswith("steps"):
-        return f"{where}: a step is one action mapping, e.g. '- send: {{actor: alice, xml: ...}}'"
-    return f"{where}: {error.message}"
 
 
 def _placeholders(value: Any) -> Iterable[str]:
@@ -124,17 +56,14 @@ def load_scenario(path: Path) -> Scenario:
     """Load and validate one scenario file; raises :class:`ScenarioError` with every problem."""
     raw = path.read_bytes()
     text = raw.decode("utf-8", errors="replace")
-    data, lines = _compose(text, path)
-    problems = [
-        Problem(_line_of(lines, e.absolute_path), _hint(e))
-        for e in jsonschema.Draft202012Validator(_schema()).iter_errors(data)
-    ]
+    data, lines = compose(text, path, f"a scenario needs id, title, ... ({DOCS})", ScenarioError)
+    problems = schema_problems(data, lines, _schema(), DOCS)
     if problems:
         raise ScenarioError(path, problems)
     if path.stem != data["id"]:
         problems.append(
             Problem(
-                _line_of(lines, ("id",)),
+                line_of(lines, ("id",)),
                 f"id {data['id']!r} differs from the file name; name the file {data['id']}.yaml",
             )
         )
@@ -147,7 +76,7 @@ def load_scenario(path: Path) -> Scenario:
                 if name not in roles or attr not in KNOB_ROLE_ATTRIBUTES:
                     problems.append(
                         Problem(
-                            _line_of(lines, ("roles", role, "knobs", knob)),
+                            line_of(lines, ("roles", role, "knobs", knob)),
                             f"role {role}, knob {knob}: ${{{ref}}}: a knob value may only use "
                             f"${{ROLE.X}} with ROLE one of {', '.join(roles)} and X one of "
                             f"{', '.join(KNOB_ROLE_ATTRIBUTES)} (known before targets start)",
@@ -161,7 +90,7 @@ def load_scenario(path: Path) -> Scenario:
         if cls is None:
             problems.append(
                 Problem(
-                    _line_of(lines, at + ("kind",)),
+                    line_of(lines, at + ("kind",)),
                     f"unknown actor kind {spec['kind']!r}; known kinds: {', '.join(sorted(kinds))}",
                 )
             )
@@ -170,7 +99,7 @@ def load_scenario(path: Path) -> Scenario:
         if role not in roles:
             problems.append(
                 Problem(
-                    _line_of(lines, at),
+                    line_of(lines, at),
                     f"actor {name}: role {role!r} is not one of the "
                     f"scenario's roles ({', '.join(roles)}); set role:",
                 )
@@ -179,7 +108,7 @@ def load_scenario(path: Path) -> Scenario:
         options = {k: v for k, v in spec.items() if k not in ACTOR_KEYS}
         for e in jsonschema.Draft202012Validator(cls.options_schema).iter_errors(options):
             problems.append(
-                Problem(_line_of(lines, at + tuple(e.absolute_path)), f"actor {name}: {e.message}")
+                Problem(line_of(lines, at + tuple(e.absolute_path)), f"actor {name}: {e.message}")
             )
         actors[name] = ActorSpec(
             name,
@@ -194,7 +123,7 @@ def load_scenario(path: Path) -> Scenario:
     steps: list[Step] = []
     for index, entry in enumerate(data["steps"]):
         ((action, params),) = entry.items()
-        line = _line_of(lines, ("steps", index))
+        line = line_of(lines, ("steps", index))
         if action == "admin":
             problems.extend(_check_admin(index, params, roles, data["actors"], lines))
             params = {**params, "role": params.get("role", next(iter(roles)))}
@@ -226,7 +155,7 @@ def load_scenario(path: Path) -> Scenario:
             if name not in data["actors"]:
                 problems.append(
                     Problem(
-                        _line_of(lines, ("steps", index, action, "after")),
+                        line_of(lines, ("steps", index, action, "after")),
                         f"step {index + 1}: after: no actor {name!r}; actors: {', '.join(data['actors'])}",
                     )
                 )
@@ -286,7 +215,7 @@ def _decisive_problems(
     for index, step in enumerate(steps):
         if not step.decisive:
             continue
-        at = _line_of(lines, ("steps", index, step.action, "decisive"))
+        at = line_of(lines, ("steps", index, step.action, "decisive"))
         actor = actors.get(step.actor)
         deciding = set(ENGINE_DECIDING_ACTIONS) | (kinds[actor.kind].deciding_actions if actor else set())
         if step.action not in deciding:
@@ -308,7 +237,7 @@ def _decisive_problems(
     if steps and every_step_read and not any(step.decisive for step in steps):
         problems.append(
             Problem(
-                _line_of(lines, ("steps",)),
+                line_of(lines, ("steps",)),
                 "no step is marked decisive: true; mark the step "
                 "whose outcome checks the rule (docs/scenarios.md, 'The decisive step')",
             )
@@ -328,14 +257,14 @@ def _check_step(
     lines: dict[tuple[Any, ...], int],
 ) -> list[Problem]:
     """Problems of one step (or one alternative of an expect-any step) against its actor's kind."""
-    line = _line_of(lines, at[:2] if len(at) == 3 else at)  # the step's line, or the alternative's
+    line = line_of(lines, at[:2] if len(at) == 3 else at)  # the step's line, or the alternative's
     actor = actors.get(params["actor"])
     if actor is None:
         if params["actor"] in declared:
             return []  # the actor itself is broken and already reported
         return [
             Problem(
-                _line_of(lines, at + ("actor",)),
+                line_of(lines, at + ("actor",)),
                 f"step {index + 1}: no actor {params['actor']!r}; actors: {', '.join(declared)}",
             )
         ]
@@ -350,7 +279,7 @@ def _check_step(
         ]
     own = {k: v for k, v in params.items() if k not in COMMON_STEP_KEYS}
     problems = [
-        Problem(_line_of(lines, at + tuple(e.absolute_path)), f"step {index + 1} ({action}): {_hint(e)}")
+        Problem(line_of(lines, at + tuple(e.absolute_path)), f"step {index + 1} ({action}): {hint(e, DOCS)}")
         for e in jsonschema.Draft202012Validator(cls.actions[action]).iter_errors(own)
     ]
     problems += [Problem(line, f"step {index + 1} ({action}): {p}") for p in cls.param_problems(action, own)]
@@ -373,18 +302,18 @@ def _check_admin(
     problems = []
     role = params.get("role")
     if role is None and len(roles) > 1:
-        problems.append(Problem(_line_of(lines, at), f"step {index + 1}: admin: say which role (role: ...)"))
+        problems.append(Problem(line_of(lines, at), f"step {index + 1}: admin: say which role (role: ...)"))
     elif role is not None and role not in roles:
         problems.append(
             Problem(
-                _line_of(lines, at + ("role",)),
+                line_of(lines, at + ("role",)),
                 f"step {index + 1}: admin: role {role!r} is not one of {', '.join(roles)}",
             )
         )
     for ref in _placeholders(params):
         problem = _check_placeholder(ref, actors, roles)
         if problem:
-            problems.append(Problem(_line_of(lines, at), f"step {index + 1}: {problem}"))
+            problems.append(Problem(line_of(lines, at), f"step {index + 1}: {problem}"))
     return problems
 
 

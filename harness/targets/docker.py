@@ -140,6 +140,12 @@ class DockerTarget(ManagedTarget):
             self._containers.append(self._tool)
         self._engine_call(self._tool.start, "starting its tool container")
 
+    def _shim_loads(self) -> bool:
+        """Only in images built here on the harness's Debian base: the shim is compiled against
+        this machine's glibc and OpenSSL 3, which a pulled image may not have (glibc stops a process
+        whose preload needs a newer glibc than the image's; musl is another loader altogether)."""
+        return "build" in self.spec.docker
+
     def _listen_address(self) -> str:
         assert self._addressing is not None
         return self.docker_run.networking.listen_address(self._addressing)
@@ -297,11 +303,28 @@ class DockerTarget(ManagedTarget):
     def read_log(self, name: str, start: int) -> bytes:
         if name.endswith(".out") and name[: -len(".out")] in {n for n, _ in self._procs}:
             return self._process_output(name[: -len(".out")])[start:]
-        path = self._log_paths()[name]
+        return self._read_volume_file(self._log_paths()[name], start, f"reading {name}")
+
+    def _read_volume_file(self, path: str, start: int, what: str) -> bytes:
+        """A file of the run directory's volume from byte ``start`` on (nothing when it is not there)."""
         with self._lock:
             tool = self._tool
         argv = ["tail", "-c", f"+{start + 1}", path]
-        return self._engine_call(lambda: self._exec_in(tool, argv, "0"), f"reading {name}").stdout
+        return self._engine_call(lambda: self._exec_in(tool, argv, "0"), what).stdout
+
+    def key_log_size(self) -> int:
+        if self.key_log is None or self._tool is None or self._stopped:
+            return 0
+        script = '[ -f "$1" ] && stat -c %s "$1" || echo 0'
+        out = self._exec(
+            ["sh", "-c", script, "sh", str(self.key_log)], "reading the TLS key log size", user="0"
+        )
+        return int(out.strip() or 0)
+
+    def read_key_log(self, start: int) -> bytes:
+        if self.key_log is None or self._tool is None or self._stopped:
+            return b""
+        return self._read_volume_file(str(self.key_log), start, "reading the TLS key log")
 
     # -- the end --------------------------------------------------------------------------------
 

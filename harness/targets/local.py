@@ -161,6 +161,17 @@ class LocalTarget(ManagedTarget):
         outs = [self.run_dir / "logs" / f"{name}.out" for name, _ in self._procs]
         return outs + [self.run_dir / rel for rel in self.spec.logs]
 
+    def key_log_size(self) -> int:
+        # no file before the first TLS handshake: the shim creates it with the first key
+        return self.key_log.stat().st_size if self.key_log and self.key_log.exists() else 0
+
+    def read_key_log(self, start: int) -> bytes:
+        if self.key_log is None or not self.key_log.exists():
+            return b""
+        with self.key_log.open("rb") as src:
+            src.seek(start)
+            return src.read()
+
     def stop(self) -> None:
         with self._lock:
             self._stopped = True

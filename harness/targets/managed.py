@@ -27,6 +27,8 @@ from harness.targets.config_changes import ADDS_KEY, ConfigChanges, without_adds
 from harness.targets.config_edit import apply_edits, file_format, normalized
 from harness.targets.running import RunningTarget
 from harness.targets.spec import CatalogueError, TargetSpec, value_list
+from harness.trace import keylog_shim
+from harness.trace.health import LogHealth
 from harness.verdict import HarnessError, TargetError, Unsupported
 
 STOP_GRACE_S = 10.0
@@ -81,6 +83,11 @@ class ManagedTarget(RunningTarget):
         self._jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
         self._context: dict[str, Any] = {}
         self.config_changes = ConfigChanges()  # the run's edits, once the files are rendered
+        # the TLS key log the server processes write through the key-log shim (None: no shim)
+        self.key_log: Path | None = None
+
+    def log_health(self) -> LogHealth | None:
+        return self.spec.health
 
     # -- what a driver provides ----------------------------------------------------------------
 
@@ -123,6 +130,10 @@ class ManagedTarget(RunningTarget):
     def _listen_address(self) -> str:
         """The address the server's listeners bind (``{{ address }}`` in its files)."""
         return self.address
+
+    def _shim_loads(self) -> bool:
+        """Whether the key-log shim, built on this machine, can be loaded where the processes run."""
+        return True
 
     # -- rendering ---------------------------------------------------------------------------
 
@@ -221,6 +232,9 @@ class ManagedTarget(RunningTarget):
         meanwhile is noticed at once."""
         argv = [str(a) for a in self._render(proc["argv"])]
         env = {str(k): str(v) for k, v in self._render(proc.get("env") or {}).items()}
+        if self.key_log is not None and proc.get("keylog", True):
+            shim = self.key_log.with_name(keylog_shim.BUILT_SHIM.name)
+            env = keylog_shim.environment(shim, self.key_log) | env
         entry = (str(proc["name"]), self._launch(proc, argv, env))
         if slot is None:
             self._procs.append(entry)
@@ -270,6 +284,7 @@ class ManagedTarget(RunningTarget):
             "knobs": self.knobs,
         }
         self._render_files()
+        self.key_log = self._place_keylog_shim()
         self._install_files()
         for argv in self._render(self.spec.setup):
             self._run_command(argv, f"setup command {argv[0]}")
@@ -285,6 +300,17 @@ class ManagedTarget(RunningTarget):
         # A process that could not bind its port may exit while a foreign listener answers the probe.
         self._check_alive("the end of the start")
         self.version = self._read_version()
+
+    def _place_keylog_shim(self) -> Path | None:
+        """Copy the key-log shim into the run directory, so the processes load it from the same
+        path under every driver; returns the key log they will write (None: no shim here)."""
+        shim = keylog_shim.built_shim()
+        if shim is None or not self._shim_loads():
+            return None
+        folder = self.run_dir / keylog_shim.RUN_DIR_FOLDER
+        folder.mkdir()
+        shutil.copy(shim, folder / shim.name)
+        return folder / keylog_shim.KEY_LOG_NAME
 
     def _ca_file_for_server(self, cert: IssuedCertificate) -> Path:
         """Where the server finds the run's CA certificate."""

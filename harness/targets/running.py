@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.actors import Account, TargetView
+from harness.trace.health import LogHealth
+from harness.trace.keylog_shim import complete_lines
 from harness.verdict import TargetError, Unsupported
 
 
@@ -107,6 +109,23 @@ class RunningTarget(abc.ABC):
             dest.write_bytes(self.read_log(name, cursor.offsets.get(name, 0)))
             written.append(dest)
         return written
+
+    def log_health(self) -> LogHealth | None:
+        """Which lines of its logs say the server went wrong (None: not known for this target)."""
+        return None
+
+    def key_log_size(self) -> int:
+        """How long the servers' own TLS key log is now (0: the harness does not run the server,
+        or runs it without the key-log shim)."""
+        return 0
+
+    def read_key_log(self, start: int) -> bytes:
+        """What the servers' TLS key log holds from byte ``start`` on."""
+        return b""
+
+    def key_log_slice(self, size: int) -> bytes:
+        """The whole lines the servers' TLS key log gained since it was ``size`` bytes long."""
+        return complete_lines(self.read_key_log(max(0, size - 1)), mid_file=size > 0)
 
     def reset_peer_state(self) -> None:
         """Drop every connection with other servers and any remembered failure (back-off), so

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from harness.trace.health import LogHealth
 from harness.verdict import HarnessError
 
 # The built-in variant every entry has: the default one without the run's edits that add what the
@@ -69,6 +70,8 @@ class TargetSpec:
     version: dict[str, str] | None
     logs: list[str]
     knobs: dict[str, Knob] = field(default_factory=dict)
+    # which log lines say the server itself went wrong (counted per item): harness/trace/health.py
+    health: LogHealth | None = None
     # services the target runs on subdomains of its own (e.g. "conference" for a MUC service):
     # every target resolves them and the target's certificate names them
     subdomains: list[str] = field(default_factory=list)
@@ -152,6 +155,7 @@ def load_spec(folder: Path) -> TargetSpec:
         version=data.get("version"),
         logs=[str(p) for p in data.get("logs") or []],
         knobs=knobs,
+        health=_health(path, data.get("health")),
         subdomains=[str(sub) for sub in data.get("subdomains") or []],
         reset=dict(data.get("reset") or {}),
         admin={str(op): dict(entry) for op, entry in (data.get("admin") or {}).items()},
@@ -162,6 +166,17 @@ def load_spec(folder: Path) -> TargetSpec:
         docker=_docker_section(path, data.get("docker")),
         verified=frozenset(str(d) for d in data.get("verified") or ()),
     )
+
+
+def _health(path: Path, section: Any) -> LogHealth | None:
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise CatalogueError(f"{path}: health: a mapping with error, crash (regular expressions) and logs")
+    try:
+        return LogHealth.parse(section, str(path))
+    except ValueError as exc:
+        raise CatalogueError(str(exc)) from None
 
 
 def _docker_section(path: Path, section: Any) -> dict[str, Any]:

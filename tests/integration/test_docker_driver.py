@@ -19,7 +19,7 @@ import docker
 import pytest
 import yaml
 
-from harness.plugin import CATALOGUE
+from harness.resources import CATALOGUE
 from harness.results import read_results
 from harness.targets import docker_images
 from harness.targets.docker import OWNER_LABEL, RUN_LABEL

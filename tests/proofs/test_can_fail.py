@@ -492,31 +492,32 @@ def test_every_allowed_server_policy_passes(
 # -- the command line, through the external driver -----------------------------------------------
 
 
+def double_target_file(target: DoubleTarget, pki: Pki, name: str, workdir: Path, **fields: Any) -> Path:
+    """``workdir/NAME.target.yaml``: the double as the external target ``double-NAME`` with the
+    accounts alice and bob (``fields``: other values, e.g. a ``host`` where nothing listens)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"{name}.target.yaml"
+    data = {
+        "name": f"double-{name}",
+        "product": "xmpp-double",
+        "version": "test",
+        "domain": target.domain,
+        "host": target.address,
+        "ports": dict(target.ports),
+        "ca_file": str(pki.ca_file),
+        "accounts": [{"user": user, "password": password} for user, password in DOUBLE_ACCOUNTS.items()],
+    }
+    path.write_text(yaml.safe_dump(data | fields))
+    return path
+
+
 def interop_on_double(
     target: DoubleTarget, pki: Pki, name: str, workdir: Path, *args: str
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     """``interop run --target-file`` against a running double (as the external target ``name``
     with the accounts alice and bob) with ``args``, in ``workdir``; the completed process and
     the run directory."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    target_file = workdir / f"{name}.target.yaml"
-    target_file.write_text(
-        yaml.safe_dump(
-            {
-                "name": f"double-{name}",
-                "product": "xmpp-double",
-                "version": "test",
-                "domain": target.domain,
-                "host": target.address,
-                "ports": dict(target.ports),
-                "ca_file": str(pki.ca_file),
-                "accounts": [
-                    {"user": "alice", "password": "alice-Secret-1"},
-                    {"user": "bob", "password": "bob-Secret-2"},
-                ],
-            }
-        )
-    )
+    target_file = double_target_file(target, pki, name, workdir)
     out = workdir / f"run-{name}"
     done = subprocess.run(
         [

@@ -13,7 +13,7 @@ from typing import Any
 import docker.errors
 import pytest
 
-from harness.plugin import CATALOGUE
+from harness.resources import CATALOGUE
 from harness.targets import docker_images
 from harness.targets.docker import OWNER_LABEL, RUN_LABEL, clean_leftovers, owner_alive
 from harness.targets.docker_network import BridgeNetworking, HostNetworking, TargetAddressing, networking

@@ -1,81 +1,191 @@
-"""The HTML report links every cell to its evidence and escapes what came from a target."""
+"""The HTML report: summary, per-category tables with only their columns, pair grids, item pages
+with steps and scenario lines, no dead links, and target text escaped everywhere."""
 
+from __future__ import annotations
+
+import re
 from pathlib import Path
 
-from harness.report.html import render_html
-from harness.results import ItemResult, RunRecord, TargetRecord
+import pytest
 
-HOSTILE = "<script>alert(1)</script><failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
-
-
-def _run(tmp_path: Path) -> RunRecord:
-    folder = "items/auth.x_prosody_"
-    (tmp_path / folder).mkdir(parents=True)
-    (tmp_path / folder / "alice.xmpp.log").write_text(f"S->C {HOSTILE}\n")
-    (tmp_path / folder / "traffic.pcap").write_bytes(b"\xd4\xc3\xb2\xa1")
-    target = TargetRecord(
-        name="prosody",
-        product="prosody",
-        version="0.12.3",
-        driver="local",
-        domain="prosody.test",
-        address="127.0.0.11",
-        knobs={"k": "v"},
-    )
-    item = ItemResult(
-        item_id="auth.x[prosody]",
-        scenario_id="auth.x",
-        title="A title",
-        category="authentication",
-        level="MUST",
-        spec={"document": "RFC 6120", "section": "6.5.10", "quote": "the <quote>"},
-        targets=[target],
-        outcome="fail",
-        reason=f"got {HOSTILE}",
-        duration_s=0.5,
-        started_at="2026-01-01T00:00:00Z",
-        evidence={"alice.xmpp.log": f"{folder}/alice.xmpp.log", "pcap": f"{folder}/traffic.pcap"},
-        scenario_file="scenarios/authentication/auth.x.yaml",
-        scenario_sha256="ab" * 32,
-        actors_connected=True,
-    )
-    return RunRecord(
-        run_id="r1",
-        harness_version="0.1.0",
-        started_at="2026-01-01T00:00:00Z",
-        finished_at="2026-01-01T00:00:01Z",
-        command=["interop", "run"],
-        host={},
-        selection={"targets": ["prosody"], "categories": [], "scenarios": [], "knobs": {}},
-        targets=[target],
-        items=[item],
-    )
+from harness.report.html import cite_lines, item_dir, render_html
+from harness.report.matrix import score
+from harness.report.overview import leaders, seconds_text, totals
+from tests.unit.report_run import IMG, SCRIPT, hostile_run, write_evidence
 
 
-def test_cells_link_to_item_pages_with_inline_evidence(tmp_path):
-    written = render_html(_run(tmp_path), tmp_path)
-    index = (tmp_path / "index.html").read_text()
-    assert 'href="items/auth.x_prosody_/index.html"' in index
-    page = (tmp_path / "items/auth.x_prosody_/index.html").read_text()
-    assert 'href="alice.xmpp.log"' in page and 'href="traffic.pcap"' in page
-    assert "S-&gt;C &lt;script&gt;" in page  # the stream log is shown inline, escaped
-    assert len(written) == 2
-
-
-def test_target_text_is_escaped_everywhere(tmp_path):
-    render_html(_run(tmp_path), tmp_path)
-    for page in (tmp_path / "index.html", tmp_path / "items/auth.x_prosody_/index.html"):
-        html = page.read_text()
-        assert "<script>" not in html
-        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-
-
-def test_an_item_page_shows_what_its_verdict_rests_on(tmp_path):
-    run = _run(tmp_path)
-    item = run.items[0]
-    item.outcome, item.reason = "pass", ""
-    item.decided_by = [{"step": 4, "line": 38, "observed": f"received {HOSTILE}"}]
+@pytest.fixture
+def report(tmp_path: Path) -> Path:
+    run = hostile_run()
+    write_evidence(run, tmp_path)
     render_html(run, tmp_path)
-    page = (tmp_path / "items/auth.x_prosody_/index.html").read_text()
-    assert "What the verdict rests on" in page
-    assert "step 4 (line 38): received &lt;script&gt;" in page and "<script>" not in page
+    return tmp_path
+
+
+def _page(report: Path, item_id: str) -> str:
+    item = next(i for i in hostile_run().items if i.item_id == item_id)
+    return (report / item_dir(item) / "index.html").read_text()
+
+
+def _section(html: str, category: str) -> str:
+    return html.split(f'<section class="category" id="category-{category}"')[1].split("</section>")[0]
+
+
+def test_every_item_has_a_page_and_cells_link_to_it(tmp_path):
+    run = hostile_run()
+    write_evidence(run, tmp_path)
+    written = render_html(run, tmp_path)
+    assert written[0] == tmp_path / "index.html" and len(written) == 1 + len(run.items)
+    index = written[0].read_text()
+    assert 'href="items/auth.sasl.wrong-password_ejabberd_/index.html"' in index
+    # an item without evidence still has a page (no link to /index.html)
+    assert 'href="items/auth.nothing_prosody_/index.html"' in index
+    assert (tmp_path / "items/auth.nothing_prosody_/index.html").is_file()
+    assert 'href="/index.html"' not in index
+
+
+def test_target_text_is_escaped_everywhere(report):
+    pages = [report / "index.html", *report.glob("items/*/index.html"), *report.glob("scenarios/*.html")]
+    for page in pages:
+        html = page.read_text()
+        assert "<script>alert" not in html and "<img src=x" not in html, page
+        assert html.count("<script>") <= 1  # the page's own filter script, on the index only
+    index = (report / "index.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in index
+    assert "2.7.0 &lt;img src=x onerror=alert(1)&gt;" in index  # a version
+    stream = _page(report, "fed.s2s.message-delivery[ejabberd->prosody]")
+    assert "id=&#39;&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;&#39;" in stream
+
+
+def test_summary_has_totals_exit_code_time_scores_and_leaders(report):
+    index = (report / "index.html").read_text()
+    summary = index.split('<section id="summary">')[1].split("</section>")[0]
+    assert "<strong>Run failed</strong> (exit code 1)" in summary
+    assert "(4 min 12 s)" in summary
+    assert re.search(
+        r'<th class="fail">fail</th>.*?</tr>\s*<tr><td>6</td><td>16</td><td>1</td>', summary, re.S
+    )
+    assert "<th>prosody</th><td>MUST 1/1, SHOULD 0/0 (1 unsupported), MAY 1/1</td>" in summary
+    assert (
+        '<tr><th>leads</th><td class="leaders">prosody</td><td class="leaders">jabberd2</td></tr>' in summary
+    )
+
+
+def test_every_problem_is_listed_or_counted(report):
+    index = (report / "index.html").read_text()
+    assert "Why the run failed: 17 problems" in index
+    assert "<summary>and 7 more</summary>" in index
+    for n in range(14):  # all of them are in the page, the last ones folded
+        assert f"auth.many.f{n:02d}[jabberd2] (MUST): fail: failure {n}" in index
+
+
+def test_config_changes_link_only_a_diff_that_is_there(report):
+    index = (report / "index.html").read_text()
+    assert '<a href="targets/prosody/packaged-config.diff">the diff</a>' in index
+    assert "the diff: <code>targets/jabberd2/packaged-config.diff</code> (not in this folder)" in index
+
+
+def _headers(table: str) -> list[str]:
+    head = table.split("<thead>")[1].split("</thead>")[0]
+    return re.findall(r"<th[^>]*>([^<]*)</th>", head)
+
+
+def test_each_category_has_only_its_columns(report):
+    index = (report / "index.html").read_text()
+    auth = _section(index, "authentication")
+    assert _headers(auth) == ["scenario", "level", "spec", "prosody", "ejabberd", "jabberd2"]
+    fed = _section(index, "federation")
+    singles, pairs = (
+        fed.split('<table class="matrix singles">')[1],
+        fed.split('<table class="matrix pairs">')[1],
+    )
+    assert _headers(singles) == ["scenario", "level", "spec", "ejabberd"]
+    assert _headers(pairs) == [
+        "scenario",
+        "level",
+        "spec",
+        "prosody → prosody",
+        "prosody → ejabberd",
+        "ejabberd → prosody",
+        "ejabberd → jabberd2",
+    ]  # only the pairs that ran, none that did not (jabberd2 -> prosody)
+
+
+def test_cells_of_items_that_never_ran_link_nowhere(report):
+    auth = _section((report / "index.html").read_text(), "authentication")
+    row = auth.split('<td data-sort="auth.nothing"')[1].split("</tr>")[0]
+    assert row.count("<a ") == 1  # prosody's pass; ejabberd and jabberd2 did not run it
+    assert row.count('class="notrun"') == 2
+
+
+def test_pair_grid_per_scenario_and_pair_summary(report):
+    fed = _section((report / "index.html").read_text(), "federation")
+    grid = fed.split("<strong>fed.s2s.message-delivery</strong>")[1].split("</figure>")[0]
+    assert re.findall(r"<th>([^<]*)</th>", grid) == [
+        "origin \\ receiver",
+        "prosody",
+        "ejabberd",
+        "jabberd2",
+        "prosody",
+        "ejabberd",
+    ]
+    ejabberd_row = grid.split("<tr><th>ejabberd</th>")[1].split("</tr>")[0]
+    assert (
+        "fed.s2s.message-delivery[ejabberd-&gt;prosody]" in ejabberd_row and 'class="notrun"' in ejabberd_row
+    )
+    summary = fed.split('<table class="pair-summary">')[1].split("</table>")[0]
+    assert "<tr><th>prosody</th><td>1/1</td><td>1/1 (1 unsupported)</td><td>-</td></tr>" in summary
+    assert "<tr><th>ejabberd</th><td>0/1</td><td>-</td><td>1/1</td></tr>" in summary
+
+
+def test_item_page_has_steps_scenario_link_and_cited_lines(report):
+    page = _page(report, "fed.s2s.message-delivery[ejabberd->prosody]")
+    scenario = "../../scenarios/fed.s2s.message-delivery.yaml.html"
+    assert f'<a class="scenario-link" href="{scenario}">' in page
+    assert f'step 2 (<a href="{scenario}#L26">line 26</a>): bounced &lt;script&gt;' in page  # the reason
+    steps = page.split('<table class="steps">')[1].split("</table>")[0]
+    assert f'<td class="num"><a href="{scenario}#L25">line 25</a></td><td>connect</td><td>alice</td>' in steps
+    assert "0.012 s" in steps and "0.200 s" in steps
+    assert "<td>start</td><td>ejabberd</td>" in page  # what it waited for
+
+
+def test_the_scenario_file_is_copied_with_line_anchors(report):
+    copy = report / "scenarios/fed.s2s.message-delivery.yaml"
+    assert (
+        copy.read_bytes() == (Path(__file__).parents[2] / hostile_run().items[-3].scenario_file).read_bytes()
+    )
+    html = (report / "scenarios/fed.s2s.message-delivery.yaml.html").read_text()
+    assert '<div id="L26"><a href="#L26">26</a>' in html
+    # a scenario file not found with the recorded hash is named, not linked
+    page = _page(report, "auth.many.f00[jabberd2]")
+    assert "<code>scenarios/authentication/auth.gone.yaml</code> (no copy in this run" in page
+
+
+def test_empty_logs_are_folded_away(report):
+    page = _page(report, "auth.sasl.wrong-password[ejabberd]")
+    assert '<a href="server.log">server.log</a> <span class="muted">(empty)</span>' in page
+    assert "<summary>server.log</summary>" not in page
+    assert "<summary>alice.xmpp.log</summary>" in page
+
+
+def test_cite_lines_links_only_lines_of_the_file_and_escapes_the_rest():
+    text = f"step 3 (line 24): got {SCRIPT}; also line 999 and line 0"
+    html = str(cite_lines(text, "s.html", 40))
+    assert html == (
+        'step 3 (<a href="s.html#L24">line 24</a>): got &lt;script&gt;alert(1)&lt;/script&gt;; '
+        "also line 999 and line 0"
+    )
+    assert str(cite_lines(IMG, None, 0)) == "&lt;img src=x onerror=alert(1)&gt;"
+
+
+def test_leaders_totals_and_times():
+    run = hostile_run()
+    scores = score(run)
+    assert leaders(scores, "authentication") == ["prosody"]
+    assert leaders(scores, "federation") == ["jabberd2"]  # MUST 1/1 beats 2/3
+    assert leaders(scores, "nowhere") == []
+    for item in run.items:
+        item.outcome = "fail"
+    assert leaders(score(run), "authentication") == []  # nobody passed: nobody leads
+    assert dict(totals(run))["fail"] == len(run.items) and dict(totals(run))["pass"] == 0
+    assert [seconds_text(s) for s in (3.25, 42, 252, 3780)] == ["3.2 s", "42 s", "4 min 12 s", "1 h 3 min"]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import html
 import re
+from html.parser import HTMLParser
 
+import markdown
+import markdown_it
 import pytest
 
 from harness.report import write_reports
+from harness.report.behaviour import render_behaviour
 from harness.report.matrix import (
     NOT_RUN,
     REASON_MAX,
     cell_text,
-    escape_cell,
+    escape_md,
     format_score,
     render_matrix,
     score,
@@ -194,7 +199,7 @@ def make_run() -> RunRecord:
 def _split(line: str) -> list[str]:
     cells = re.split(r"(?<!\\)\|", line.strip())
     assert cells[0] == "" and cells[-1] == "", line
-    return [c.strip() for c in cells[1:-1]]
+    return [html.unescape(c.strip()) for c in cells[1:-1]]
 
 
 def table_after(md: str, marker: str) -> list[dict[str, str]]:
@@ -254,7 +259,7 @@ def test_truncate():
 
 def test_long_reason_is_cut_at_reason_max_with_an_ellipsis():
     cell = cell_text(item("a.b", "ejabberd", "fail", reason=LONG_REASON))
-    reason = cell.removeprefix("FAIL: ").replace("\\<", "<")
+    reason = html.unescape(cell.removeprefix("FAIL: "))
     assert reason.endswith("…")
     assert len(reason) == REASON_MAX
     assert LONG_REASON.startswith(reason[:-1])
@@ -262,12 +267,17 @@ def test_long_reason_is_cut_at_reason_max_with_an_ellipsis():
 
 
 def test_pipes_and_angle_brackets_are_escaped():
-    assert escape_cell("a | b") == "a \\| b"
-    assert escape_cell("<success/>") == "\\<success/>"
-    assert escape_cell("C:\\path") == "C:\\\\path"
+    assert escape_md("a | b") == "a &#124; b"
+    assert escape_md("<success/>") == "&lt;success/&gt;"
+    assert escape_md("C:\\path") == "C:&#92;path"
+    assert escape_md("&lt; [x](y) `z` *e* _u_ ~s~ #") == (
+        "&amp;lt; &#91;x&#93;(y) &#96;z&#96; &#42;e&#42; &#95;u&#95; &#126;s&#126; &#35;"
+    )
+    assert escape_md("two\nlines") == "two lines"
+    assert escape_md("c2s_require_encryption=true") == "c2s_require_encryption=true"
     assert (
         cell_text(item("a.b", "prosody", "fail", reason=PIPE_REASON))
-        == "FAIL: stream error \\| policy-violation"
+        == "FAIL: stream error &#124; policy-violation"
     )
 
 
@@ -326,7 +336,7 @@ def test_header(md):
     assert lines[0] == "# Interoperability matrix: run run-42"
     assert "- **Harness version:** 0.1.0" in lines
     assert "- **Date (UTC):** 2024-05-01T12:00:00Z to 2024-05-01T12:10:00Z" in lines
-    assert "- **Command:** `interop run --targets prosody,ejabberd,jabberd2`" in lines
+    assert "- **Command:** interop run --targets prosody,ejabberd,jabberd2" in lines
     assert "- **Items:** 18 (pass 8, fail 4, error 1, unsupported 2, xfail 1, xpass 2)" in lines
     targets = by_first_column(table_after(md, "## Targets"))
     assert list(targets) == ["prosody", "ejabberd", "jabberd2"]
@@ -338,7 +348,7 @@ def test_header(md):
 
 
 def test_header_states_the_run_verdict_and_xpasses(md):
-    lines = md.splitlines()
+    lines = html.unescape(md).splitlines()
     assert "- **Run verdict:** FAILED (exit code 1)" in lines
     assert "  - auth.sasl.wrong-password[jabberd2] (MUST): error: target did not start within 30 s" in lines
     assert "  - auth.tls.plain-before-tls[ejabberd] (MUST): fail: server offered PLAIN before TLS" in lines
@@ -368,7 +378,7 @@ def test_category_table_cells(md):
     assert wrong["level"] == "MUST"
     assert wrong["spec"] == "RFC 6120 §6.4.5"
     assert wrong["prosody"] == "pass"
-    assert wrong["ejabberd"].startswith("FAIL: server answered the wrong password with \\<success/>")
+    assert wrong["ejabberd"].startswith("FAIL: server answered the wrong password with <success/>")
     assert wrong["ejabberd"].endswith("…")
     assert wrong["jabberd2"] == "ERROR: target did not start within 30 s"
     plain = rows["auth.tls.plain-before-tls"]
@@ -381,14 +391,14 @@ def test_category_table_cells(md):
     assert scram["ejabberd"] == "pass"
     assert scram["jabberd2"] == "XPASS: known failure passed"
     bad = rows["auth.stream.bad-xml"]
-    assert bad["prosody"] == "FAIL: stream error \\| policy-violation"
+    assert bad["prosody"] == "FAIL: stream error | policy-violation"
     assert bad["ejabberd"] == bad["jabberd2"] == NOT_RUN
 
 
 def test_raw_markdown_has_escaped_pipe_and_no_raw_tag(md):
     row = next(line for line in md.splitlines() if line.startswith("| auth.stream.bad-xml "))
-    assert "stream error \\| policy-violation" in row
-    assert "<success/>" not in md.replace("\\<success/>", "")
+    assert "stream error &#124; policy-violation" in row
+    assert "<" not in md.split("## Legend")[0]
 
 
 def test_target_not_in_category_has_no_column(md):
@@ -417,7 +427,7 @@ def test_pair_grid_per_scenario(md):
     assert list(next(iter(grid.values()))) == ["origin \\ receiver", "prosody", "ejabberd"]
     assert grid["prosody"]["prosody"] == "pass"
     assert grid["prosody"]["ejabberd"] == "pass"
-    assert grid["ejabberd"]["prosody"] == "FAIL: receiver accepted a forged from \\| domain"
+    assert grid["ejabberd"]["prosody"] == "FAIL: receiver accepted a forged from | domain"
     assert grid["ejabberd"]["ejabberd"] == "unsupported: dialback disabled"
     sasl = by_first_column(table_after(md, "### fed.s2s.sasl-external"))
     assert sasl["prosody"]["ejabberd"] == "pass"
@@ -477,8 +487,9 @@ def test_write_reports(tmp_path):
     run = make_run()
     out = tmp_path / "reports" / "run-42"
     written = write_reports(run, out)
-    assert written[:2] == [out / "matrix.md", out / "index.html"]
+    assert written[:3] == [out / "matrix.md", out / "behaviour.md", out / "index.html"]
     assert written[0].read_text(encoding="utf-8") == render_matrix(run)
+    assert written[1].read_text(encoding="utf-8") == render_behaviour(run)
     assert all(p.is_file() for p in written)
 
 
@@ -560,13 +571,118 @@ def test_what_the_run_changed_in_the_packaged_files_is_in_every_report(tmp_path)
             t["config_changes"] = changes
     md = render_matrix(run)
     section = md.split("## What the run changed in the packaged configuration")[1].split("\n## ")[0]
-    assert "- **jabberd2**: c2s.xml (9 lines); diff: `targets/jabberd2/packaged-config.diff`" in section
-    assert "  - adds what the package does not configure: c2s.xml: a TLS certificate \\<pemfile>" in section
+    assert "- **jabberd2**: c2s.xml (9 lines); diff: targets/jabberd2/packaged-config.diff" in section
+    assert (
+        "  - adds what the package does not configure: c2s.xml: a TLS certificate &lt;pemfile&gt;" in section
+    )
     assert "prosody" not in section  # a target without edits (here: none recorded) has no line
     changes["left_out"] = ["s2s.xml: a certificate"]
     assert "  - left out (as installed): s2s.xml: a certificate" in render_matrix(run)
+    (tmp_path / "targets/jabberd2").mkdir(parents=True)
+    (tmp_path / "targets/jabberd2/packaged-config.diff").write_text("")  # index.html links only files there
     write_reports(run, tmp_path)
     index = (tmp_path / "index.html").read_text()
     assert '<a href="targets/jabberd2/packaged-config.diff">the diff</a>' in index
     assert "a TLS certificate &lt;pemfile&gt; the package lacks" in index
     assert read_results(write_results(run, tmp_path / "results.json")) == run  # the schema has the field
+
+
+# --- hostile text from a target is inert in every common renderer ----------------------------------------
+
+HOSTILE = (
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "[click](javascript:alert(1))",
+    "](javascript:alert(1))",
+    "| broken | table",
+    "``code` span``",
+    "*emph* and _under_ and ~~gone~~",
+    "&lt;b&gt; \\<i>",
+)
+
+
+def hostile_run() -> RunRecord:
+    """A run whose target (name, product, version, knobs), titles and reasons are hostile."""
+    run = make_run()
+    evil = TargetRecord(
+        "evil|<b>x</b>", HOSTILE[0], HOSTILE[1], "external", "x.test", "127.0.0.50", {"k": HOSTILE[2]}
+    )
+    run.targets.append(evil.to_dict())
+    run.selection["targets"].append(evil.name)
+    run.run_id = HOSTILE[5]
+    run.harness_version = HOSTILE[6]
+    for number, text in enumerate(HOSTILE):
+        hostile = item(f"auth.evil-{number}", "prosody", "fail", reason=f"stream id {text} end")
+        hostile.targets = [evil]
+        pair = item(
+            f"fed.evil-{number}", ("prosody", "ejabberd"), "error", category="federation", reason=text
+        )
+        pair.title = text
+        run.items += [hostile, pair]
+    return run
+
+
+class _Html(HTMLParser):
+    """Elements (tag, attributes) and the visible text of an HTML fragment; rows per table."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.tables: list[list[int]] = []  # per table: the number of cells of each row
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs)))
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append(0)
+        elif tag in ("td", "th"):
+            self.tables[-1][-1] += 1
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _commonmark(text: str) -> str:
+    return markdown_it.MarkdownIt("commonmark").enable("table").render(text)
+
+
+def _python_markdown(text: str) -> str:
+    return markdown.markdown(text, extensions=["tables"])
+
+
+@pytest.mark.parametrize("render", [_commonmark, _python_markdown], ids=["commonmark", "python-markdown"])
+def test_hostile_text_is_inert_and_visible_in_both_renderers(render):
+    parsed = _Html()
+    parsed.feed(render(render_matrix(hostile_run())))  # what write_reports puts in matrix.md
+    tags = {tag for tag, _ in parsed.elements}
+    assert not tags & {"script", "img", "a", "b", "i", "em", "del", "s"}, tags
+    assert not any(
+        "javascript" in (value or "") or name.startswith("on")
+        for _, attrs in parsed.elements
+        for name, value in attrs.items()
+    )
+    text = "".join(parsed.text)
+    for hostile in HOSTILE:
+        assert hostile in text, hostile  # shown as it came, not swallowed as markup
+    assert "evil|<b>x</b>" in text and "k=[click](javascript:alert(1))" in text
+    # every row of every table has its header's number of cells: no cell split by a "|"
+    assert all(len(set(rows)) == 1 for rows in parsed.tables), parsed.tables
+    targets_table, authentication_table = parsed.tables[:2]
+    assert targets_table[0] == 8  # target, product, version, driver, domain, address, knobs, entry
+    assert authentication_table[0] == 3 + 4  # id, level, spec and the four targets
+
+
+@pytest.mark.parametrize("render", [_commonmark, _python_markdown], ids=["commonmark", "python-markdown"])
+def test_what_each_product_did_is_inert_and_side_by_side(render):
+    run = hostile_run()
+    parsed = _Html()
+    parsed.feed(render(render_behaviour(run)))
+    assert not {tag for tag, _ in parsed.elements} & {"script", "img", "a", "b", "i", "em", "del", "s"}
+    text = "".join(parsed.text)
+    assert all(f"stream id {hostile} end" in text for hostile in HOSTILE)
+    assert all(len(set(rows)) == 1 for rows in parsed.tables), parsed.tables
+    assert parsed.tables[0][0] == 1 + 4  # id and one column per target of the category, side by side
+    passed = next(i for i in run.items if i.outcome == "pass" and i.decided_by)
+    assert f"pass: {passed.decided_by[0]['observed']}" in text  # a pass shows how it passed

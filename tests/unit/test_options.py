@@ -34,6 +34,7 @@ def test_interop_run_hands_pytest_the_values_it_was_given(tmp_path: Path) -> Non
             f"--out={tmp_path / 'out'}",
             "--shard=2/3",
             "--jobs=4",
+            "--gate=should",
         ]
     )
     received = _pytest_parse(options.pytest_args(given))
@@ -61,6 +62,11 @@ def test_every_command_declares_its_options_from_the_table() -> None:
     assert {o.flag for o in options.OPTIONS if o.cli} <= run_flags
     assert {o.flag for o in options.OPTIONS if options.UP in o.commands} <= up_flags
     assert "--jobs" not in up_flags and "--run-id" not in run_flags
+    merge_flags = {s for a in sub.choices["merge"]._actions for s in a.option_strings}
+    assert {o.flag for o in options.OPTIONS if options.MERGE in o.commands} == {"--gate", "--strict-baseline"}
+    assert {"--gate", "--strict-baseline"} <= merge_flags
+    diff_flags = {s for a in sub.choices["diff"]._actions for s in a.option_strings}
+    assert {o.flag for o in options.OPTIONS if options.DIFF in o.commands} == {"--gate"} <= diff_flags
 
 
 @pytest.mark.parametrize("text", ["0", "-1", "many"])

@@ -21,6 +21,7 @@ from harness.results import (
     TargetRecord,
     exit_code,
     exit_problems,
+    fails_run,
     load_schema,
     read_results,
     utc_timestamp,
@@ -433,6 +434,29 @@ def test_should_may_and_policy_failures_do_not_fail_the_run(level):
     assert exit_code(run) == 0
 
 
+@pytest.mark.parametrize(
+    ("gate", "failing"),
+    [("must", ["MUST"]), ("should", ["MUST", "SHOULD"]), ("may", ["MUST", "SHOULD", "MAY"])],
+)
+def test_the_gate_names_the_levels_whose_failures_fail_the_run(gate, failing):
+    """--gate must|should|may: a fail of a named level fails the run; POLICY under no gate."""
+    for level in [*LEVELS, POLICY]:
+        run = run_of([item("auth.a", [P], "pass"), item("auth.b", [P], "fail", level=level, reason="r")])
+        assert exit_code(run, gate) == (1 if level in failing else 0), (gate, level)
+        assert fails_run(run.items[1], gate) is (level in failing)
+        assert exit_problems(run, gate) == (
+            [f"auth.b[prosody] ({level}): fail: r"] if level in failing else []
+        )
+
+
+@pytest.mark.parametrize("gate", ["must", "should", "may"])
+def test_under_every_gate_errors_fail_and_known_failures_do_not(gate):
+    for outcome, fails in [("error", True), ("xfail", False), ("unsupported", False), ("xpass", False)]:
+        for level in [*LEVELS, POLICY]:
+            one = item("auth.b", [P], outcome, level=level)
+            assert fails_run(one, gate) is fails, (gate, outcome, level)
+
+
 def test_exit_fails_when_nothing_ran():
     run = run_of([])
     assert exit_code(run) == 1
@@ -454,7 +478,7 @@ def test_one_connected_item_is_enough():
 
 def test_exit_code_docstring_states_the_rule():
     doc = exit_code.__doc__
-    assert "SHOULD/MAY failures are findings" in doc
+    assert "below the gate" in doc and "POLICY failures under every gate" in doc
     assert "xpass" in doc
 
 
@@ -471,3 +495,16 @@ def test_patterns_are_explained_in_words():
     assert "$.items[1].started_at: 'yesterday' is not an ISO 8601 UTC timestamp" in msg
     assert "$.items[2].scenario_sha256: 'abc' is not a SHA-256 hex digest" in msg
     assert "$.items[3].targets: has 4 entries, at most 2 allowed" in msg
+
+
+def test_the_gate_the_run_recorded_judges_it_and_a_strict_baseline_fails_an_xpass():
+    should_fail = run_of([item("auth.a", [target("prosody")], "fail", level="SHOULD")])
+    assert exit_code(should_fail) == EXIT_OK
+    should_fail.selection["gate"] = "should"
+    assert exit_code(should_fail) == EXIT_FAILED
+    assert exit_code(should_fail, "must") == EXIT_OK  # an explicit gate wins
+    xpass = run_of([item("auth.a", [target("prosody")], "xpass")])
+    assert exit_code(xpass) == EXIT_OK
+    xpass.selection["strict_baseline"] = True
+    assert exit_problems(xpass) == ["auth.a[prosody] (MUST): xpass"]
+    validate_results(xpass.to_dict())

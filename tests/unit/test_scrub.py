@@ -43,3 +43,19 @@ def test_scrubbed_packet_keeps_length_and_gets_a_valid_checksum():
     expected = IP(bytes(clean))
     del expected[TCP].chksum
     assert IP(bytes(expected))[TCP].chksum == clean[TCP].chksum
+
+
+def test_a_short_secret_is_masked_only_where_it_is_a_credential():
+    short = "pa"
+    header = b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism>"
+    token = base64.b64encode(b"\0alice\0pa")
+    data = header + b"<auth mechanism='PLAIN'>" + token + b"</auth><password>pa</password>"
+    out = scrub_credentials(data, [short])
+    assert len(out) == len(data)
+    assert out.startswith(header)  # "params" keeps its "pa"
+    assert token not in out and out.endswith(b"<password>XX</password>")
+
+
+def test_a_long_secret_is_masked_inside_other_bytes():
+    data = f"user:alice;{SECRET}trailing".encode()
+    assert scrub_credentials(data, [SECRET]) == b"user:alice;" + b"X" * len(SECRET) + b"trailing"

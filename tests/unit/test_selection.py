@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.baseline import Baselines
+from harness.baseline import Baselines, KnownFailure
 from harness.targets.spec import CatalogueError, Knob, TargetSpec, value_list
 from harness.topology import Selection, Topology, parse_knobs
 from harness.verdict import Outcome, Unsupported, Verdict
@@ -76,7 +76,7 @@ def test_knob_values_are_checked_and_defaults_filled():
 
 
 def test_baseline_turns_fail_into_xfail_and_flags_a_pass():
-    baselines = Baselines({"a": {"auth.x": "issue 12"}})
+    baselines = Baselines({"a": {"auth.x": KnownFailure("issue 12")}})
     assert baselines.apply("a", "auth.x", Verdict(Outcome.FAIL, "boom")).outcome is Outcome.XFAIL
     assert baselines.apply("a", "auth.x", Verdict(Outcome.PASS)).outcome is Outcome.XPASS
     assert baselines.apply("a", "auth.x", Verdict(Outcome.ERROR, "e")).outcome is Outcome.ERROR

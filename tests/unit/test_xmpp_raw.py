@@ -12,15 +12,22 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 
 from harness.actors import actor_kinds
+from harness.engine import run_item
+from harness.plugin import PROJECT_ROOT
 from harness.protocols.xmpp.parser import StreamParser
-from harness.protocols.xmpp.raw import RawXmppActor
+from harness.protocols.xmpp.raw import CERTIFICATE_NOT_CHECKED, RawXmppActor
 from harness.protocols.xmpp.sasl import Scram
-from harness.verdict import Failed, HarnessError, Unsupported
+from harness.scenario.loader import load_scenario
+from harness.targets.external import load_target_file
+from harness.targets.spec import CatalogueError
+from harness.verdict import Failed, HarnessError, Outcome, Unsupported
 from tests.doubles import actors
 from tests.doubles.actors import DOMAIN, PASSWORD
-from tests.doubles.xmpp_server import DoubleConfig, Pki, XmppDouble, make_pki
+from tests.doubles.target import DoubleServices, running_double
+from tests.doubles.xmpp_server import DoubleConfig, Pki, XmppDouble, make_pki, pki_from_ca
 
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 
@@ -564,3 +571,51 @@ def test_actions_before_connect_and_close_is_safe(pki: Pki, tmp_path: Path) -> N
         await actor.disconnect()
 
     run_with(pki, tmp_path, body)
+
+
+def test_a_certificate_check_is_unsupported_when_the_target_file_says_verify_false(
+    pki: Pki, tmp_path: Path
+) -> None:
+    async def body(actor: RawXmppActor, server: XmppDouble) -> None:
+        for tls in ("starttls", "direct"):
+            with pytest.raises(Unsupported) as raised:
+                await actor.connect(tls=tls, verify="required")
+            assert str(raised.value) == CERTIFICATE_NOT_CHECKED
+        assert not actor.reached_server  # nothing was put to the test
+        await actor.connect()  # without the certificate check: connects, unverified
+        assert actor.tls_info and actor.tls_info["verified"] is False
+
+    run_with(pki, tmp_path, body, ca=None)
+
+
+def test_the_certificate_scenario_on_a_target_file_with_verify_false_is_unsupported(tmp_path: Path) -> None:
+    scenario = load_scenario(
+        PROJECT_ROOT / "scenarios" / "authentication" / "auth.tls.certificate-matches-domain.yaml"
+    )
+    pki = pki_from_ca(tmp_path / "pki", DOMAIN)
+    with running_double(pki, log_file=tmp_path / "double.log") as double:
+        target_file = tmp_path / "vendor.yaml"
+        target_file.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "vendor",
+                    "product": "xmpp-double",
+                    "domain": double.domain,
+                    "host": double.address,
+                    "ports": double.ports,
+                    "ca_file": str(pki.ca_file),  # given, and still not used: verify: false wins
+                    "verify": False,
+                    "accounts": [{"user": "test1", "password": "secret1"}],
+                }
+            )
+        )
+        target = load_target_file(target_file)
+        assert target.ca_file is None and target.knobs == {"verify_certificate": "false"}
+        run = run_item(
+            scenario, {role: target for role in scenario.roles}, tmp_path / "ev", DoubleServices(pki)
+        )
+    assert run.verdict.outcome is Outcome.UNSUPPORTED
+    assert run.verdict.reason.endswith(CERTIFICATE_NOT_CHECKED)
+    target_file.write_text(target_file.read_text().replace("verify: false", "verify: 'no'"))
+    with pytest.raises(CatalogueError, match="verify must be true or false, not 'no'"):
+        load_target_file(target_file)

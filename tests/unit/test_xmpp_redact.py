@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import base64
+import re
 
+import pytest
+
+from harness.actors import Actor
 from harness.protocols.xmpp.redact import redact_xml_text
+from harness.protocols.xmpp.sasl import Scram
 from harness.protocols.xmpp.streamlog import StreamLog
+from harness.trace.redaction import LEFTOVER, LITERAL_MIN
 
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 PASSWORD = "s3cret-Pa55"
@@ -139,3 +145,111 @@ def test_stream_log_follows_a_shared_secret_list(tmp_path) -> None:
     log.received("<body>bobs-password</body>")
     log.close()
     assert "bobs-password" not in (tmp_path / "a.xmpp.log").read_text()
+
+
+# -- structural redaction: short secrets leave other text alone, long ones go everywhere ----------
+
+SHORT = "pa"  # e.g. from an external target file
+STREAM = (
+    f"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+    f"to='x.test' version='1.0'><stream:features><mechanisms xmlns='{SASL}'>"
+    "<mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+)
+
+
+def test_a_short_secret_does_not_mangle_namespaces_or_words() -> None:
+    text = STREAM + "<message><body>a spa, a paper, params and a passport</body></message>"
+    assert redact_xml_text(text, [SHORT]) == text
+    assert Actor.redact(text, [SHORT]) == text  # the protocol-neutral passes alone
+    assert SASL in redact_xml_text(f"<success xmlns='{SASL}'/>", [SHORT])
+
+
+def test_a_short_password_in_a_plain_payload_is_gone() -> None:
+    payload = b64(b"\0alice\0" + SHORT.encode())
+    out = redact_xml_text(STREAM + f"<auth xmlns='{SASL}' mechanism='PLAIN'>{payload}</auth>", [SHORT])
+    assert payload not in out and "contains credentials" in out and SASL in out
+    # also in a <response>, where the mechanism is not named: two NULs make it PLAIN
+    assert payload not in redact_xml_text(f"<response xmlns='{SASL}'>{payload}</response>", [SHORT])
+
+
+def test_a_scram_exchange_with_a_short_password_keeps_no_proof() -> None:
+    scram = Scram("SCRAM-SHA-1", "alice", SHORT, cnonce="fyko+d2lbbFgONRv9qkxdawL")
+    first = scram.client_first()
+    server_first = b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096"
+    final = scram.client_final(server_first)
+    exchange = (
+        f"<auth xmlns='{SASL}' mechanism='SCRAM-SHA-1'>{b64(first)}</auth>"
+        f"<challenge xmlns='{SASL}'>{b64(server_first)}</challenge>"
+        f"<response xmlns='{SASL}'>{b64(final)}</response>"
+    )
+    out = redact_xml_text(exchange, [SHORT])
+    proof = final.rsplit(b"p=", 1)[1]
+    payloads = [base64.b64decode(p) for p in re.findall(r">([A-Za-z0-9+/=]+)<", out)]
+    assert payloads[:2] == [first, server_first]  # nothing secret in them: kept as evidence
+    assert payloads[2].endswith(b",p=[redacted]") and all(proof not in p for p in payloads)
+    assert out.count(SASL) == 3
+
+
+def test_a_short_password_in_register_and_iq_auth_is_gone() -> None:
+    register = (
+        "<iq type='set' id='r1'><query xmlns='jabber:iq:register'>"
+        f"<username>alice</username><password>{SHORT}</password></query></iq>"
+    )
+    assert redact_xml_text(register, [SHORT]) == register.replace(f">{SHORT}<", ">[redacted]<")
+    form = (
+        "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>"
+        "<field var='FORM_TYPE'><value>jabber:iq:register</value></field>"
+        f"<field type='text-private' var='password'><value>{SHORT}</value></field></x></query>"
+    )
+    out = redact_xml_text(form, [])  # a data form's password field, even when the secret is unknown
+    assert f">{SHORT}<" not in out and "<value>[redacted]</value>" in out and "jabber:iq:register" in out
+    iq_auth = f"<query xmlns='jabber:iq:auth'><username>alice</username><password>{SHORT}</password></query>"
+    assert f">{SHORT}<" not in redact_xml_text(iq_auth, [SHORT])
+
+
+@pytest.mark.parametrize(
+    ("line", "redacted"),
+    [
+        (
+            f"ejabberdctl --config-dir /run/x --ctl-config /run/x/ejabberdctl.cfg register alice x.test {SHORT}",
+            "register alice x.test [redacted]",
+        ),
+        (
+            f"['ejabberdctl', '--config-dir', '/run/x', 'register', 'alice', 'x.test', '{SHORT}']",
+            "'register', 'alice', 'x.test', '[redacted]']",
+        ),
+        (f"prosodyctl --config /run/p.cfg.lua register alice x.test {SHORT}", "alice x.test [redacted]"),
+        (f"ejabberdctl change_password alice x.test {SHORT} done", "x.test [redacted] done"),
+        (
+            f"mongooseimctl account registerUser --domain x.test --username alice --password {SHORT}",
+            "--password [redacted]",
+        ),
+        (f"sh /run/openfire-admin.sh create-user alice '{SHORT}'", "create-user alice '[redacted]'"),
+    ],
+)
+def test_a_short_password_on_an_admin_command_line_is_gone(line: str, redacted: str) -> None:
+    for redact in (redact_xml_text, Actor.redact):
+        out = redact(f"2024-05-01 12:00:00 [info] ran: {line}\nnext line: params", [SHORT])
+        assert redacted in out and "next line: params" in out
+        assert SHORT not in re.sub(r"\w*pass\w*|params", "", out)
+
+
+def test_the_guard_reports_a_secret_left_standing_alone() -> None:
+    for text in (
+        f"<message><body>{SHORT}</body></message>",
+        f"<x attr='{SHORT}'/>",
+        f"login failed for alice (password={SHORT}) from 127.0.0.1",
+        f'{{"user": "alice", "password": "{SHORT}"}}',
+    ):
+        out = redact_xml_text(text, [SHORT])
+        assert LEFTOVER in out, text
+        assert SHORT not in out.replace(LEFTOVER, "").replace("password", ""), out
+
+
+def test_a_long_secret_is_removed_wherever_it_appears() -> None:
+    secret = "Hunter2-long"
+    assert len(secret) >= LITERAL_MIN
+    text = f"{STREAM}<body>x{secret}y and user:{secret}</body> log: auth alice/{secret}, urn:{secret}:z"
+    out = redact_xml_text(text, [secret])
+    assert secret not in out and out.count("[redacted]") == 4 and SASL in out
+    assert secret not in Actor.redact(text, [secret])

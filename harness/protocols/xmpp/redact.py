@@ -1,19 +1,21 @@
-"""Keep credentials out of XMPP traces.
+"""Keep credentials out of XMPP traces (stream logs and server log slices).
 
 SASL payloads are base64, so a plain text search for the password would miss them: the payloads
 of ``<auth>``, ``<response>``, ``<success>`` and ``<challenge>`` (SASL namespace, any prefix or
 quoting style) are decoded and
 
-* replaced by ``[redacted: N bytes, contains credentials]`` when the decoded payload contains a
-  secret, belongs to a PLAIN ``<auth>``, or looks like a PLAIN message (``authzid NUL user NUL
-  password``, i.e. at least two NUL bytes);
+* replaced by ``[redacted: N bytes, contains credentials]`` when the decoded payload holds a
+  secret (:func:`~harness.trace.redaction.holds_secret`), belongs to a PLAIN ``<auth>``, or
+  looks like a PLAIN message (``authzid NUL user NUL password``, i.e. at least two NUL bytes);
 * re-encoded with the SCRAM proof blanked (``p=[redacted]``) when it is a SCRAM client-final
   message: the proof is not the password but lets anyone who has the exchange brute-force it;
 * left exactly as they were otherwise (client-first, server-first, server-final messages).
 
-Then every secret that appears literally anywhere (XEP-0077 ``<password>``, iq-auth, a message
-body...) is replaced by ``[redacted]``, in its plain and its XML-escaped form, and the content of
-``<password>`` and ``<digest>`` elements is redacted even when the secret is not known to us.
+The content of XEP-0077 and XEP-0078 ``<password>`` and ``<digest>`` elements, and the value of
+a data form's ``password`` field (XEP-0077 extensible registration), is redacted even when the
+secret is not known to us. Then the protocol-neutral passes of :mod:`harness.trace.redaction`
+run: admin command lines, the guard for secrets left standing alone, long secrets anywhere.
+Nothing else is replaced: a short password does not mangle namespaces or other text.
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
-from xml.sax.saxutils import escape
+
+from harness.trace.redaction import REDACTED, holds_secret, redact_text
 
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
-
-REDACTED = "[redacted]"
 
 _SASL_ELEMENT = re.compile(
     r"<(?P<prefix>[A-Za-z_][\w.-]*:)?(?P<name>auth|response|success|challenge)"
@@ -41,6 +42,9 @@ _CREDENTIAL_ELEMENT = re.compile(
     r"<(?P<prefix>[A-Za-z_][\w.-]*:)?(?P<name>password|digest)(?P<attrs>\s[^<>]*?)?(?<!/)>"
     r"(?P<content>[^<]+)"
     r"</(?P=prefix)?(?P=name)\s*>"
+    # a data form's password field (XEP-0077 extensible registration, XEP-0133 add-user)
+    r"""|<(?:[A-Za-z_][\w.-]*:)?field\s[^<>]*?\bvar\s*=\s*(?P<q>['"])password(?P=q)[^<>]*>"""
+    r"\s*<(?:[A-Za-z_][\w.-]*:)?value\s*>(?P<value>[^<]+)<"
 )
 
 
@@ -72,8 +76,7 @@ def _redact_sasl_payload(match: re.Match[str], secrets: list[str]) -> str:
         and mechanism is not None
         and mechanism.group("value").upper() == "PLAIN"
     )
-    has_secret = any(s.encode("utf-8") in decoded for s in secrets)
-    if has_secret or is_plain or decoded.count(b"\0") >= 2:
+    if holds_secret(decoded, secrets) or is_plain or decoded.count(b"\0") >= 2:
         replacement = f"[redacted: {len(decoded)} bytes, contains credentials]"
     elif match.group("name") == "response" and _SCRAM_PROOF.search(decoded) and b"c=" in decoded:
         cleaned = _SCRAM_PROOF.sub(lambda m: m.group(1) + b"p=" + REDACTED.encode(), decoded)
@@ -87,18 +90,16 @@ def _redact_sasl_payload(match: re.Match[str], secrets: list[str]) -> str:
 
 
 def _redact_credential_element(match: re.Match[str]) -> str:
+    group = "content" if match.group("content") is not None else "value"
     whole = match.group(0)
-    start = match.start("content") - match.start(0)
-    end = match.end("content") - match.start(0)
+    start = match.start(group) - match.start(0)
+    end = match.end(group) - match.start(0)
     return whole[:start] + REDACTED + whole[end:]
 
 
 def redact_xml_text(text: str, secrets: Iterable[str]) -> str:
     """Return ``text`` (XML, possibly a fragment or not well-formed) without credentials."""
-    secret_list = sorted({s for s in secrets if s}, key=len, reverse=True)
+    secret_list = [s for s in secrets if s]
     out = _SASL_ELEMENT.sub(lambda m: _redact_sasl_payload(m, secret_list), text)
     out = _CREDENTIAL_ELEMENT.sub(_redact_credential_element, out)
-    for secret in secret_list:
-        for form in {secret, escape(secret), escape(secret, {"'": "&apos;", '"': "&quot;"})}:
-            out = out.replace(form, REDACTED)
-    return out
+    return redact_text(out, secret_list)
