@@ -21,6 +21,7 @@ from harness.report.markdown import escape_md
 from harness.results import DEFAULT_GATE, ItemResult, RunRecord, fails_run, read_results
 
 RESULTS_FILE = "results.json"
+ONLY_SHOWN = 20  # cells named per "only in one run" line; a run of another selection has many
 
 
 def load_run(path: Path) -> RunRecord:
@@ -104,7 +105,7 @@ def render_markdown(changes: list[Change], old: RunRecord, new: RunRecord) -> st
         f"{escape_md(new.run_id)} ({escape_md(variant(new))})",
         "",
         f"{len(changes)} changed cells, {regressions} regressions "
-        f"({len(old.items)} cells before, {len(new.items)} after).",
+        f"({len(old.items)} cells before, {len(new.items)} after; a cell only one run has counts too).",
     ]
     knobs = knob_changes(old, new)
     if knobs:
@@ -119,13 +120,31 @@ def render_markdown(changes: list[Change], old: RunRecord, new: RunRecord) -> st
             f"| {escape_md(k.target)} | {escape_md(k.knob)} | {escape_md(k.old)} | {escape_md(k.new)} |"
             for k in knobs
         ]
-    if not changes:
-        return "\n".join(lines) + "\n"
-    lines += ["", "| | cell | level | before | after | reason now |", "| --- | --- | --- | --- | --- | --- |"]
-    for c in changes:
-        mark = "REGRESSION" if c.regression else ""
-        reason = escape_md(c.new.reason if c.new else "the new run has no such cell")
-        lines.append(
-            f"| {mark} | {escape_md(c.cell)} | {c.level} | {c.old_outcome} | {c.new_outcome} | {reason} |"
-        )
+    both = [c for c in changes if c.old is not None and c.new is not None or c.regression]
+    lines += [
+        "",
+        f"{len(both)} cells in both runs changed verdict"
+        + (" (and cells new in this run that fail it)" if any(c.old is None for c in both) else "")
+        + ":",
+    ]
+    if both:
+        lines += [
+            "",
+            "| | cell | level | before | after | reason now |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for c in both:
+            mark = "REGRESSION" if c.regression else ""
+            reason = escape_md(c.new.reason if c.new else "")
+            lines.append(
+                f"| {mark} | {escape_md(c.cell)} | {c.level} | {c.old_outcome} | {c.new_outcome} | {reason} |"
+            )
+    for label, side in (
+        ("old", [c for c in changes if c.new is None]),
+        ("new", [c for c in changes if c.old is None]),
+    ):
+        if side:
+            shown = ", ".join(escape_md(c.cell) for c in side[:ONLY_SHOWN])
+            more = f", and {len(side) - ONLY_SHOWN} more" if len(side) > ONLY_SHOWN else ""
+            lines += ["", f"Only in the {label} run ({len(side)} cells): {shown}{more}."]
     return "\n".join(lines) + "\n"
