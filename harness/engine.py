@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.actors import Account, Actor, ActorContext, CertificateIssuer, PeerIdentity, actor_kinds
+from harness.results import safe_name
 from harness.scenario.loader import COMMON_STEP_KEYS, PLACEHOLDER
 from harness.scenario.model import ActorSpec, Scenario, Step
 from harness.targets.running import RunningTarget
@@ -85,10 +85,6 @@ class ItemRun:
 def item_id(scenario: Scenario, names: dict[str, str]) -> str:
     """``scenario.id[target]``, or ``scenario.id[origin->receiver]`` for a pair (role order)."""
     return f"{scenario.id}[{'->'.join(names[role] for role in scenario.roles)}]"
-
-
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 class Placeholders:

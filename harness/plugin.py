@@ -27,13 +27,13 @@ import harness
 from harness import interrupts, options, parallel, resources
 from harness.actors import actor_kinds
 from harness.baseline import Baselines
-from harness.engine import ItemRun, item_id, run_item, safe_name
+from harness.engine import ItemRun, item_id, run_item
 from harness.environment.run_env import keeps_work_dir, new_work_dir
 from harness.profiles import ProfileError, load_profile
 from harness.progress import RunProgress
 from harness.report import allure, write_reports
 from harness.report.junit import write_junit
-from harness.results import ItemResult, RunRecord, TargetRecord, utc_timestamp, write_results
+from harness.results import ItemResult, RunRecord, TargetRecord, safe_name, utc_timestamp, write_results
 from harness.scenario.loader import ScenarioError, load_all, load_scenario, scenario_files
 from harness.scenario.model import Scenario
 from harness.shard import Shard, ShardError

@@ -15,6 +15,7 @@ import dataclasses
 import datetime as _dt
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -66,6 +67,11 @@ DEFAULT_GATE = "must"
 
 # Outcomes a gated item may have in a run that passes.
 _PASSING = {Outcome.PASS.value, Outcome.XFAIL.value, Outcome.XPASS.value, Outcome.UNSUPPORTED.value}
+
+
+def safe_name(text: str) -> str:
+    """An item id (or any name) as a file name: an item's evidence folder is ``items/<this>``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 class ResultsError(ValueError):

@@ -50,7 +50,7 @@ from harness.report.matrix import (
 )
 from harness.report.overview import LEAD_RULE, Scores, leaders, run_seconds, seconds_text, totals
 from harness.report.ranking import COSTS_SHOWN, cost_text, ranked, score_text
-from harness.results import LEVELS, POLICY, ItemResult, RunRecord, exit_code, exit_problems
+from harness.results import LEVELS, POLICY, ItemResult, RunRecord, exit_code, exit_problems, safe_name
 
 __all__ = ["cite_lines", "item_dir", "render_html"]
 
@@ -61,7 +61,6 @@ CELL_REASON = 160  # characters of a reason in a matrix cell; the item page has 
 VERDICT_RANK = {"fail": 0, "error": 1, "xpass": 2, "xfail": 3, "unsupported": 4, "pass": 5}
 LEVEL_RANK = {level: rank for rank, level in enumerate((*LEVELS, POLICY))}
 _LINE = re.compile(r"\bline (\d+)\b")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 # every page of every report: autoescaped, strict about undefined names
 TEMPLATES = jinja2.Environment(
@@ -81,7 +80,7 @@ def item_dir(item: ItemResult) -> str:
     """The item's folder relative to the run directory: its evidence folder (as the engine named
     it), or for an item without evidence ``items/<item id, file-safe>`` so it still has a page."""
     paths = list(item.evidence.values())
-    return str(Path(paths[0]).parent) if paths else f"items/{_UNSAFE.sub('_', item.item_id)}"
+    return str(Path(paths[0]).parent) if paths else f"items/{safe_name(item.item_id)}"
 
 
 def _up(folder: str) -> str:

@@ -66,16 +66,15 @@ def _testcase(suite: ET.Element, item: ItemResult, gate: str, strict_baseline: b
         suite, "testcase", classname=classname(item), name=case_name(item), time=f"{item.duration_s:.3f}"
     )
     properties = _child(case, "properties")
-    _child(properties, "property", name="item", value=item.item_id)
-    _child(properties, "property", name="level", value=item.level)
-    _child(properties, "property", name="verdict", value=item.outcome)
+
+    def prop(name: str, value: str) -> None:
+        _child(properties, "property", name=name, value=value)
+
+    prop("item", item.item_id)
+    prop("level", item.level)
+    prop("verdict", item.outcome)
     for target in item.targets:
-        _child(
-            properties,
-            "property",
-            name=f"target.{target.role}",
-            value=f"{target.name} ({target.product} {target.version})",
-        )
+        prop(f"target.{target.role}", f"{target.name} ({target.product} {target.version})")
     outcome = item.outcome
     if outcome == Outcome.ERROR.value:
         _child(case, "error", _details(item), message=item.reason, type="error")
@@ -84,12 +83,7 @@ def _testcase(suite: ET.Element, item: ItemResult, gate: str, strict_baseline: b
         _child(case, "failure", _details(item), message=item.reason, type=f"{item.level} {outcome}")
         return "failures"
     if outcome == Outcome.FAIL.value:
-        _child(
-            properties,
-            "property",
-            name="finding",
-            value=f"{item.level} fail below --gate {gate}: {item.reason}",
-        )
+        prop("finding", f"{item.level} fail below --gate {gate}: {item.reason}")
         _child(case, "system-out", _details(item))
     elif outcome == Outcome.UNSUPPORTED.value:
         _child(case, "skipped", _details(item), message=f"unsupported: {item.reason}", type="unsupported")
@@ -98,12 +92,7 @@ def _testcase(suite: ET.Element, item: ItemResult, gate: str, strict_baseline: b
         _child(case, "skipped", _details(item), message=f"known failure: {item.reason}", type="xfail")
         return "skipped"
     elif outcome == Outcome.XPASS.value:
-        _child(
-            properties,
-            "property",
-            name="xpass",
-            value=f"listed as a known failure, but passed: {item.reason}",
-        )
+        prop("xpass", f"listed as a known failure, but passed: {item.reason}")
     return "passed"
 
 
