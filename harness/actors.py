@@ -8,12 +8,13 @@ engine only knows this interface, so a second protocol family (SIP) adds kinds, 
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from harness.trace.redaction import redact_text
-from harness.verdict import HarnessError, Observation
+from harness.verdict import HarnessError, Observation, TargetError
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class ActorContext:
     target: TargetView
     account: Account | None
     evidence_dir: Path
-    keylog_file: Path
+    keylog_file: Path | None  # where TLS keys go (None: nowhere, the target's accounts are not ours)
     source_address: str | None = None  # bind outgoing connections here (spreads per-address limits)
     client_cert: tuple[Path, Path] | None = None  # (certificate, key) issued by the run's CA
     secrets: list[str] = field(default_factory=list)  # strings to redact from every log
@@ -167,3 +168,30 @@ def actor_kinds() -> dict[str, type[Actor]]:
     import harness.protocols  # noqa: F401  (registration side effect)
 
     return dict(_KINDS)
+
+
+# Brings a test account of a target the harness does not run to a known state (the context's
+# account on the context's target): what it found and removed, as lines for the item's evidence;
+# TargetError when the account cannot be brought there.
+AccountKeeper = Callable[[ActorContext], Awaitable[list[str]]]
+
+_KEEPERS: dict[str, AccountKeeper] = {}
+
+
+def register_account_keeper(protocol: str) -> Callable[[AccountKeeper], AccountKeeper]:
+    """Decorator: the protocol family's way of bringing a test account to a known state."""
+
+    def add(keeper: AccountKeeper) -> AccountKeeper:
+        _KEEPERS[protocol] = keeper
+        return keeper
+
+    return add
+
+
+def account_keeper(protocol: str) -> AccountKeeper:
+    """The keeper of ``protocol`` (importing the protocol packages registers theirs)."""
+    import harness.protocols  # noqa: F401  (registration side effect)
+
+    if protocol not in _KEEPERS:
+        raise TargetError(f"protocol {protocol!r} cannot bring test accounts to a known state")
+    return _KEEPERS[protocol]

@@ -25,6 +25,9 @@ import yaml
 from harness.results import RunRecord
 from harness.targets.spec import CatalogueError
 from harness.verdict import Outcome, Verdict
+from harness.yaml_file import Problem, YamlFileError, line_of, load_file
+
+KEY = "known_failures"
 
 
 @dataclass(frozen=True)
@@ -39,22 +42,43 @@ class KnownFailure:
         return {"reason": self.reason, "link": self.link} if self.link else self.reason
 
 
-def _entry(path: Path, scenario_id: str, value: Any) -> KnownFailure:
+class BaselineError(YamlFileError, CatalogueError):
+    """A baseline file with problems, each with its line; a usage error like any other problem
+    of what a run is given (the run does not start)."""
+
+
+def _entry(value: Any) -> KnownFailure | None:
+    """An entry: a reason, or a mapping with the reason and a link; None for anything else."""
     if isinstance(value, str):
         return KnownFailure(value)
     if isinstance(value, dict) and set(value) <= {"reason", "link"} and isinstance(value.get("reason"), str):
         return KnownFailure(value["reason"], str(value.get("link") or ""))
-    raise CatalogueError(
-        f"{path}: known_failures.{scenario_id}: give a reason, or a mapping with reason (and link)"
-    )
+    return None
 
 
 def read_file(path: Path) -> dict[str, KnownFailure]:
-    data = yaml.safe_load(path.read_text()) if path.exists() else None
-    failures = (data or {}).get("known_failures") or {}
+    """The known failures of one file (none without the file); :class:`BaselineError` listing
+    every problem with its line."""
+    if not path.exists():
+        return {}
+    data, lines = load_file(path, f"a baseline maps {KEY} to reasons ({KEY}: {{}} for none)", BaselineError)
+    failures = data.get(KEY) if isinstance(data, dict) else None
     if not isinstance(failures, dict):
-        raise CatalogueError(f"{path}: known_failures must map scenario ids to reasons")
-    return {str(k): _entry(path, str(k), v) for k, v in failures.items()}
+        problem = Problem(line_of(lines, (KEY,)), f"{KEY} must map scenario ids to reasons")
+        raise BaselineError(path, [problem])
+    known, problems = {}, []
+    for scenario_id, value in failures.items():
+        entry = _entry(value)
+        if entry is None:
+            at = line_of(lines, (KEY, scenario_id))
+            problems.append(
+                Problem(at, f"{KEY}.{scenario_id}: give a reason, or a mapping with reason (and link)")
+            )
+        else:
+            known[str(scenario_id)] = entry
+    if problems:
+        raise BaselineError(path, problems)
+    return known
 
 
 class Baselines:
@@ -104,7 +128,7 @@ def update_from_run(run: RunRecord, directory: Path, products: list[str] | None 
             sid: before[sid] if sid in before else KnownFailure(_first_line(reason))
             for sid, reason in sorted(now.items())
         }
-        body = {"known_failures": {sid: entry.to_yaml() for sid, entry in entries.items()}}
+        body = {KEY: {sid: entry.to_yaml() for sid, entry in entries.items()}}
         header = f"# Known failures of {product}, from run {run.run_id} (interop baseline update).\n"
         path.write_text(header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100))
         written.append(path)

@@ -14,6 +14,7 @@ server's text stays text there too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +65,30 @@ def compare(old: RunRecord, new: RunRecord, gate: str = DEFAULT_GATE) -> list[Ch
 
 
 @dataclass(frozen=True)
+class KnobRow:
+    """A knob whose value differs for one target among several runs."""
+
+    target: str
+    knob: str
+    values: list[str]  # per run, "" where the run lacks the target or the knob
+
+
+def knob_rows(runs: Sequence[RunRecord]) -> list[KnobRow]:
+    """What the configurations of the runs differ in, per target of any of them (e.g. default
+    against a variant such as hardened): the knob bundle behind the changed cells."""
+    per_run = [{t["name"]: t.get("knobs", {}) for t in run.targets} for run in runs]
+    rows = []
+    for name in sorted(set().union(*per_run)):
+        for knob in sorted(set().union(*(targets.get(name, {}) for targets in per_run))):
+            values = [str(targets.get(name, {}).get(knob, "")) for targets in per_run]
+            if len(set(values)) > 1:
+                rows.append(KnobRow(name, knob, values))
+    return rows
+
+
+@dataclass(frozen=True)
 class KnobChange:
-    """A knob whose value differs for one target between the runs ("" where a run lacks it)."""
+    """A knob whose value differs for one target between two runs ("" where a run lacks it)."""
 
     target: str
     knob: str
@@ -74,23 +97,12 @@ class KnobChange:
 
 
 def knob_changes(old: RunRecord, new: RunRecord) -> list[KnobChange]:
-    """What the configurations of the two runs differ in, per target (e.g. default against a
-    variant such as hardened): the knob bundle behind the changed cells."""
-    before = {t["name"]: t.get("knobs", {}) for t in old.targets}
-    after = {t["name"]: t.get("knobs", {}) for t in new.targets}
-    changes = []
-    for name in sorted(before.keys() & after.keys()):
-        was, now = before[name], after[name]
-        changes += [
-            KnobChange(name, knob, str(was.get(knob, "")), str(now.get(knob, "")))
-            for knob in sorted(was.keys() | now.keys())
-            if was.get(knob) != now.get(knob)
-        ]
-    return changes
-
-
-def variant(run: RunRecord) -> str:
-    return str(run.selection.get("variant", "default"))
+    """:func:`knob_rows` of two runs, for the targets both have: a target only one run has is a
+    change of coverage (its cells are listed as only in that run), not of configuration."""
+    shared = {t["name"] for t in old.targets} & {t["name"] for t in new.targets}
+    return [
+        KnobChange(row.target, row.knob, *row.values) for row in knob_rows([old, new]) if row.target in shared
+    ]
 
 
 def diff_exit_code(changes: list[Change]) -> int:
@@ -101,8 +113,8 @@ def diff_exit_code(changes: list[Change]) -> int:
 def render_markdown(changes: list[Change], old: RunRecord, new: RunRecord) -> str:
     regressions = sum(c.regression for c in changes)
     lines = [
-        f"## interop diff: {escape_md(old.run_id)} ({escape_md(variant(old))}) -> "
-        f"{escape_md(new.run_id)} ({escape_md(variant(new))})",
+        f"## interop diff: {escape_md(old.run_id)} ({escape_md(old.variant)}) -> "
+        f"{escape_md(new.run_id)} ({escape_md(new.variant)})",
         "",
         f"{len(changes)} changed cells, {regressions} regressions "
         f"({len(old.items)} cells before, {len(new.items)} after; a cell only one run has counts too).",

@@ -49,6 +49,9 @@ class RunServices(Protocol):
     @property
     def pki(self) -> CertificateIssuer: ...
 
+    # whether TLS keys are written for targets whose accounts are not the run's (--keylog)
+    keylog_foreign_accounts: bool
+
 
 @dataclass(frozen=True)
 class StepTiming:
@@ -290,6 +293,9 @@ async def _run(
     keylog = evidence_dir / "tls-keys.log"
     secrets_seen: list[str] = []
     servers_played = 0
+    for role, target in targets.items():  # the accounts each target's actors use, in scenario order
+        names = [spec.account for spec in scenario.actors.values() if spec.role == role and spec.account]
+        target.begin_item(list(dict.fromkeys(names)))
     for name, spec in scenario.actors.items():
         target = targets[spec.role]
         kind = kinds[spec.kind]
@@ -303,7 +309,7 @@ async def _run(
             target=target.view(),
             account=account,
             evidence_dir=evidence_dir,
-            keylog_file=keylog,
+            keylog_file=keylog if services.keylog_foreign_accounts or not target.foreign_accounts else None,
             source_address=_source_address(spec, target, services),
             client_cert=services.client_certificate(account, evidence_dir)
             if spec.client_cert and account
@@ -352,6 +358,8 @@ def run_item(
     except Exception as exc:  # the harness's own bug: an error verdict, never a crash of the run
         verdict = Verdict(Outcome.ERROR, f"harness error: {type(exc).__name__}: {exc}")
     finally:
+        for target in targets.values():
+            target.end_item()
         # every password of the targets' test accounts: known even when building an actor failed
         secrets_used = [account.password for t in targets.values() for account in t.accounts()]
         pcap = capture.stop(scrub=lambda data: scrub_credentials(data, secrets_used))
@@ -373,11 +381,12 @@ def run_item(
 
     health: dict[str, dict[str, Any]] = {}
     for role, target in targets.items():
-        slices = {}
+        slices: dict[str, str] = {}  # log name -> redacted text, counted below without a re-read
         for path in target.copy_log_slice(cursors[role], evidence_dir):
-            path.write_text(redacted(path.read_text(errors="replace")))
+            text = redacted(path.read_text(errors="replace"))
+            path.write_text(text)
             evidence[path.name] = path
-            slices[path.name.removeprefix(f"{target.name}.")] = path
+            slices[path.name.removeprefix(f"{target.name}.")] = text
         patterns = target.log_health()
         if patterns is not None:
             health[target.name] = count_health(patterns, slices)

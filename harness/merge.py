@@ -16,7 +16,7 @@ from typing import Any
 from harness.results import ItemResult, ResultsError, RunRecord, read_results
 
 # selection lists that are unions of the runs'; the other selection keys must agree
-_LISTS = ("targets", "categories", "scenarios")
+_LISTS = ("targets", "categories", "scenarios", "items", "catalogues", "target_files")
 
 
 def merge_runs(runs: list[RunRecord], run_id: str, command: list[str]) -> RunRecord:
@@ -86,6 +86,8 @@ def _selection(runs: list[RunRecord]) -> dict[str, Any]:
                 merged[key] = list(dict.fromkeys([*merged.get(key, []), *value]))  # first seen first
             elif key == "knobs":
                 merged[key] = {**value, **merged.get(key, {})}
+            elif key == "event" and merged.get(key, value)["name"] == value["name"]:
+                merged.setdefault(key, value)  # one event, whichever checkout its file was in
             elif merged.setdefault(key, value) != value:
                 raise ResultsError(
                     f"the runs differ in {key} ({merged[key]!r} / {value!r}): not one result set"

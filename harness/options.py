@@ -10,6 +10,7 @@ plugin (:func:`add_to_pytest`). Either way :func:`selection` turns the values in
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from harness import resources
+from harness.event import Event, load_event
 from harness.results import DEFAULT_GATE, GATES
 from harness.topology import Selection
 
@@ -55,6 +57,43 @@ def folder(text: str) -> Path:
     return path
 
 
+LIVE_LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class LiveAddress:
+    """Where ``--live`` serves the report (port 0: a free one)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        return ipaddress.ip_address(self.host).is_loopback
+
+
+def live_address(text: str) -> LiveAddress:
+    """``--live``: ``ADDR:PORT`` (``[ADDR]:PORT`` for IPv6) or ``PORT`` alone, on loopback. ADDR
+    must be an IP address, not a name: a name could resolve off loopback, and only an address
+    the user wrote may be anything but loopback (tests contact only loopback)."""
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        host, port = LIVE_LOOPBACK, text
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        address = LiveAddress(str(ipaddress.ip_address(host)), int(port))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--live {text!r}: write ADDR:PORT with an IP address (e.g. 127.0.0.1:8000), or a port"
+        ) from None
+    if not 0 <= address.port <= 65535:
+        raise argparse.ArgumentTypeError(f"--live {text!r}: a port is 0 (a free one) to 65535")
+    return address
+
+
 @dataclass(frozen=True)
 class Option:
     flag: str
@@ -67,6 +106,7 @@ class Option:
     commands: frozenset[str] = frozenset({RUN})  # the interop commands that offer it
     cli: bool = True  # False: pytest only (interop sets it itself)
     switch: bool = False  # a flag without a value (False unless given)
+    const: str | None = None  # the value of the flag given without one (its value is optional)
 
     @property
     def dest(self) -> str:
@@ -82,6 +122,8 @@ class Option:
             out["default"] = self.default
         if self.type is not str:
             out["type"] = self.type
+        if self.const is not None:
+            out |= {"nargs": "?", "const": self.const}
         if self.choices:
             out["choices"] = list(self.choices)
         if self.metavar:
@@ -146,8 +188,24 @@ OPTIONS: tuple[Option, ...] = (
         repeat=True,
         type=Path,
     ),
+    Option(
+        "--event",
+        "an event file (docs/interop-events.md#the-event-file): its participants, categories, "
+        "scenarios, variant, gate and profile are the run's; --targets, --target-file, --catalogue "
+        "and --knob given beside it add to its own (a knob given here wins), other options given "
+        "here replace its values",
+        type=Path,
+        metavar="FILE",
+    ),
     Option("--category", "only scenarios of this category (repeatable)", repeat=True),
     Option("--scenario", "scenario id or glob, e.g. 'auth.sasl.*' (repeatable)", repeat=True),
+    Option(
+        "--item",
+        "only this item, e.g. 'fed.s2s.message-delivery[prosody->ejabberd]' (repeatable; "
+        "interop rerun sets it)",
+        repeat=True,
+        metavar="ITEM_ID",
+    ),
     Option(
         "--scenarios",
         "a folder (any name) of your own scenario files, added to the shipped ones and validated "
@@ -158,6 +216,15 @@ OPTIONS: tuple[Option, ...] = (
         commands=frozenset({RUN, LIST}),
     ),
     Option("--out", "run directory (default reports/<run-id>)", type=Path),
+    Option(
+        "--live",
+        "serve the HTML report while the run goes, its cells filling in as items finish, at "
+        f"ADDR:PORT (default {LIVE_LOOPBACK} on a free port; an address other than loopback only "
+        "when written here)",
+        type=live_address,
+        const=f"{LIVE_LOOPBACK}:0",
+        metavar="ADDR:PORT",
+    ),
     Option("--baselines", "folder of <product>.yaml known-failure files", resources.BASELINES, type=Path),
     Option("--shard", "i/N: run the i-th of N deterministic shares of the items"),
     Option(
@@ -186,6 +253,12 @@ OPTIONS: tuple[Option, ...] = (
         "a known failure of the baseline that passed (xpass) fails the run: the baseline is out of date",
         switch=True,
         commands=frozenset({RUN, MERGE}),
+    ),
+    Option(
+        "--keylog",
+        "also write TLS key logs for targets the harness does not run: anyone holding the run "
+        "folder can then decrypt the SASL exchanges of their (the vendors') accounts",
+        switch=True,
     ),
     Option("--run-id", "the run's id (default: UTC time and a random suffix)", cli=False),
 )
@@ -226,8 +299,40 @@ def in_scenario_folder(values: Any, path: Path) -> bool:
     return any(path.is_relative_to(folder) for folder in scenario_folders(values))
 
 
+# the options whose values add to an event's (who takes part); the others, given, replace its value
+_ADD_TO_EVENT = frozenset({"targets", "target_file", "catalogue", "knob"})
+
+
+def _join_event(values: Any) -> Event | None:
+    """Merge the ``--event`` file's values into ``values``, in place: both front ends, every
+    worker and ``interop run``'s checks call it (:func:`selection`), so merging twice changes
+    nothing. An option counts as given when its value is not its default."""
+    path = getattr(values, "event", None)
+    if path is None:
+        return None
+    event = load_event(path, getattr(values, "catalogue", []))
+    by_dest = {option.dest: option for option in OPTIONS}
+    for dest, value in event.options.items():
+        given, option = getattr(values, dest), by_dest[dest]
+        if dest in _ADD_TO_EVENT:
+            setattr(values, dest, _added(value, given))
+        elif given == ([] if option.repeat else option.default):
+            setattr(values, dest, value)
+    return event
+
+
+def _added(event: Any, given: Any) -> Any:
+    """The event's values, then the given ones, each once (``--targets``: comma-separated)."""
+    if isinstance(event, str):
+        return ",".join(_added(event.split(","), given.split(",")))
+    return [v for v in dict.fromkeys([*event, *map(_absolute, given)]) if v]
+
+
 def selection(values: Any) -> Selection:
-    """The targets asked for, from either front end's parsed values."""
+    """The targets asked for, from either front end's parsed values. An ``--event`` file's values
+    join ``values`` first (:func:`_join_event`), so that the rest of the run finds the event's
+    categories, scenarios, gate and profile where it finds the options'."""
+    event = _join_event(values)
     return Selection(
         targets=[t for t in values.targets.split(",") if t],
         driver=values.driver,
@@ -236,4 +341,7 @@ def selection(values: Any) -> Selection:
         knobs=list(values.knob),
         target_files=[p.resolve() for p in getattr(values, "target_file", [])],
         variant=values.variant,
+        keylog=getattr(values, "keylog", False),
+        inline_targets=event.inline_targets if event else [],
+        event=event.record() if event else None,
     )

@@ -5,7 +5,18 @@ pytest does what its users expect (``-k``, ``-x``, ``--collect-only``, ``--junit
 map onto pytest outcomes: pass -> passed, fail/error -> failed (an assertion for a fail, another
 exception for an error: Allure's failed and broken), unsupported -> skipped, xfail -> xfailed.
 ``results.json`` keeps the five-way verdict that pytest cannot; a scenario run's ``--junitxml``
-is written from it (:mod:`harness.report.junit`), not by pytest.
+is written from it (:mod:`harness.report.junit`), not by pytest, and its exit status is the
+run's exit code (:func:`session_status`), as ``interop run`` gives it: an item pytest counts as
+failed may be a finding below ``--gate``.
+
+pytest's junit options in a scenario run: ``junit_suite_name`` names the test suite and
+``--junit-prefix`` goes before every classname. The others have no meaning for a file written
+from results.json, and are ignored: ``junit_family`` (the file has one shape, with the item,
+level, verdict and targets as properties of each test case, which xunit2 would drop; xunit1's
+file and line point into Python test functions), ``junit_logging`` and
+``junit_log_passing_tests`` (an item's output is its evidence, which the file names by path;
+results.json holds no captured output), ``junit_duration_report`` (an item has one duration,
+the engine's, not pytest's setup, call and teardown phases).
 """
 
 from __future__ import annotations
@@ -32,8 +43,17 @@ from harness.environment.run_env import keeps_work_dir, new_work_dir
 from harness.profiles import ProfileError, load_profile
 from harness.progress import RunProgress
 from harness.report import allure, write_reports
-from harness.report.junit import write_junit
-from harness.results import ItemResult, RunRecord, TargetRecord, safe_name, utc_timestamp, write_results
+from harness.report.junit import SUITE_NAME, write_junit
+from harness.results import (
+    ItemResult,
+    RunRecord,
+    TargetRecord,
+    exit_code,
+    exit_problems,
+    safe_name,
+    utc_timestamp,
+    write_results,
+)
 from harness.scenario.loader import ScenarioError, load_all, load_scenario, scenario_files
 from harness.scenario.model import Scenario
 from harness.shard import Shard, ShardError
@@ -72,13 +92,13 @@ class RunState:
         self.worker = parallel.worker_name(config)
         self.run_id = opt.run_id or shared.get("interop_run_id") or new_run_id()
         self.run_dir: Path = (opt.out or Path("reports") / self.run_id).resolve()
-        self.selection = options.selection(opt)
         self.work_root: Path | None = None  # a parallel run's shared server folder (controller)
         work_dir = authorities = None
         if "interop_work_root" in shared:
             root = Path(shared["interop_work_root"])
             work_dir, authorities = root / self.worker, root / "authorities"
         try:
+            self.selection = options.selection(opt)  # an --event file's errors are usage errors
             self.topology = Topology(
                 self.selection,
                 resources.CATALOGUE,
@@ -88,16 +108,19 @@ class RunState:
                 owner=shared.get("interop_owner"),
             )
             self.profile = load_profile(opt.profile) if opt.profile else None
-        except (CatalogueError, ProfileError) as exc:
+            self.baselines = Baselines.load(opt.baselines)
+        except (CatalogueError, ProfileError) as exc:  # a baseline's error is a CatalogueError
             raise pytest.UsageError(str(exc)) from None
-        self.baselines = Baselines.load(opt.baselines)
         self.categories = set(opt.category)
         self.patterns = list(opt.scenario)
+        self.items = set(opt.item)  # item ids (--item); empty: every item of the selection
         self.shard: str | None = opt.shard
         self.gate: str = opt.gate
         self.strict_baseline: bool = opt.strict_baseline
         self.started_at = utc_timestamp()
         self.results: list[ItemResult] = []
+        # pytest failures no item record holds (a collection error, an item whose worker died)
+        self.unrecorded_failures: list[str] = []
         self.command = list(sys.argv)
 
     def shared_work_root(self) -> Path:
@@ -156,20 +179,19 @@ class RunState:
             health=run.health if run else {},
         )
 
-    def finish(self, junit: Path | None, allure_dir: Path | None) -> RunRecord:
-        """Write the run's record and its reports (``junit``, ``allure_dir``: where pytest was
-        asked for JUnit and Allure results)."""
-        self.topology.close()
-        self.results.sort(key=lambda item: item.item_id)  # the same order whatever the --jobs
+    def record(self) -> RunRecord:
+        """The run's record as it stands: every item finished so far (the live report renders it
+        while the run goes, :mod:`harness.live`; :meth:`finish` writes it at the end)."""
+        items = sorted(self.results, key=lambda item: item.item_id)  # the same order whatever the --jobs
         seen: dict[str, dict[str, Any]] = {}
         addresses: dict[str, set[str]] = {}
-        records = [t for item in self.results for t in item.targets]
+        records = [t for item in items for t in item.targets]
         for t in sorted(records, key=lambda t: t.version == NOT_STARTED):  # a started one knows its version
             seen.setdefault(t.name, t.run_target())
             addresses.setdefault(t.name, set()).add(t.address)
         for name, target in seen.items():  # in parallel every worker ran a target of its own
             target["address"] = ", ".join(sorted(addresses[name]))
-        run = RunRecord(
+        return RunRecord(
             run_id=self.run_id,
             harness_version=harness.__version__,
             started_at=self.started_at,
@@ -179,8 +201,14 @@ class RunState:
             selection={
                 "targets": self.topology.names,
                 "driver": self.selection.driver,
+                "docker_network": self.selection.docker_network,
+                "catalogues": [str(p) for p in self.selection.catalogues],
+                "target_files": [str(p) for p in self.selection.target_files],
+                "keylog": self.selection.keylog,
+                **({"event": self.selection.event} if self.selection.event else {}),
                 "categories": sorted(self.categories),
                 "scenarios": self.patterns,
+                **({"items": sorted(self.items)} if self.items else {}),
                 "knobs": {t: k for t, k in self.topology.knobs.items() if k},
                 "variant": self.selection.variant or "default",
                 "gate": self.gate,
@@ -189,12 +217,18 @@ class RunState:
                 **({"shard": self.shard} if self.shard else {}),
             },
             targets=list(seen.values()),
-            items=self.results,
+            items=items,
         )
+
+    def finish(self, junit: JunitRequest | None, allure_dir: Path | None) -> RunRecord:
+        """Write the run's record and its reports (``junit``, ``allure_dir``: where pytest was
+        asked for JUnit and Allure results)."""
+        self.topology.close()
+        run = self.record()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_results(run, self.run_dir / "results.json")
         if junit is not None:
-            write_junit(run, junit)
+            junit.write(run)
         if allure_dir is not None:
             allure.write_environment(run, allure_dir)
         write_reports(run, self.run_dir)
@@ -252,6 +286,8 @@ class ScenarioFile(pytest.File):
             return
         for roles in state.target_sets(scenario):
             name = item_id(scenario, roles)
+            if state.items and name not in state.items:
+                continue
             yield ScenarioItem.from_parent(self, name=name, scenario=scenario, roles=roles)
 
 
@@ -376,7 +412,33 @@ class VerdictError(VerdictRaised):
     """An ``error``: the harness could not judge the target (Allure: broken)."""
 
 
-_JUNIT = pytest.StashKey[Path]()
+@dataclasses.dataclass(frozen=True)
+class JunitRequest:
+    """The JUnit XML file pytest was asked for (``--junitxml``) and the names pytest's options
+    give it (:func:`junit_request`)."""
+
+    path: Path
+    suite_name: str
+    prefix: str
+
+    def write(self, run: RunRecord) -> Path:
+        return write_junit(run, self.path, suite_name=self.suite_name, prefix=self.prefix)
+
+
+_JUNIT = pytest.StashKey[JunitRequest]()
+PYTEST_SUITE_NAME = "pytest"  # pytest's default junit_suite_name: the option was not set
+
+
+def junit_request(config: pytest.Config) -> JunitRequest:
+    """The ``--junitxml`` of a scenario run, named by the junit options that apply to it (the
+    module's documentation says which do not); ``junit_suite_name`` left at pytest's default
+    names the suite ``interop``, as ``interop merge`` does."""
+    suite_name = config.getini("junit_suite_name")
+    return JunitRequest(
+        Path(os.path.expandvars(config.option.xmlpath)).expanduser().resolve(),
+        SUITE_NAME if suite_name == PYTEST_SUITE_NAME else suite_name,
+        config.option.junitprefix or "",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's junitxml plugin reads --junitxml
@@ -385,11 +447,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "interop_category(name): the scenario's category")
     if not parallel.is_worker(config):
         if parallel.scenario_run(config) and config.option.xmlpath:
-            config.stash[_JUNIT] = Path(os.path.expandvars(config.option.xmlpath)).expanduser().resolve()
+            config.stash[_JUNIT] = junit_request(config)
             config.option.xmlpath = None
         config.pluginmanager.register(ResultCollector(config), "interop-results")
         if parallel.scenario_run(config) and not config.option.collectonly:
-            config.pluginmanager.register(RunProgress(), "interop-progress")
+            progress = RunProgress()
+            config.pluginmanager.register(progress, "interop-progress")
+            if config.option.live is not None:
+                from harness.live import LiveReport  # aiohttp takes 0.2 s to load: only when asked
+
+                live = LiveReport(config.option.live, progress, lambda: _state(config))
+                config.pluginmanager.register(live, "interop-live")
             interrupts.install()  # SIGTERM too ends the run in order: the finished items are recorded
 
 
@@ -431,16 +499,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 def _group(config: pytest.Config, nodeid: str) -> str | None:
     """The items one worker runs one after the other: every item on a target this run does not
-    start (an external server is one for all workers, so its items must not overlap), and items
-    that need the same knob values on the same targets (one restart, not one per item)."""
+    start (an external server is one for all workers, so items on any of them must not overlap:
+    they share its accounts, and federation with it the planned addresses), and items that need
+    the same knob values on the same targets (one restart, not one per item)."""
     item = parallel.item_of(config, nodeid)
     if item is None:
         return None
     scenario, names = item
     topology = _state(config).topology
-    shared = sorted(name for name in names if name in topology.external)
-    if shared:
-        return "shared " + " ".join(shared)
+    if any(name in topology.external for name in names):
+        return "external targets"
     roles = dict(zip(scenario.roles, names, strict=False))
     try:
         knobs = topology.role_knobs(scenario.roles, roles)
@@ -481,6 +549,12 @@ class ResultCollector:
         data = getattr(report, "interop_item", None)
         if data is not None:
             _state(self.config).results.append(ItemResult.from_dict(data))
+        elif report.failed:
+            _state(self.config).unrecorded_failures.append(report.nodeid)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            _state(self.config).unrecorded_failures.append(report.nodeid)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist ends its workers
@@ -492,10 +566,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if parallel.is_worker(session.config):
         state.topology.close()  # the controller writes the run's records
         return
-    if state.results or state.topology.running():
+    if not session.config.option.collectonly and (state.results or state.topology.running()):
         allure_dir = getattr(session.config.option, "allure_report_dir", None)
         run = state.finish(session.config.stash.get(_JUNIT, None), Path(allure_dir) if allure_dir else None)
         session.config.stash[_RUN] = run
+        session.exitstatus = session_status(session.exitstatus, run, state.unrecorded_failures)
     else:
         state.topology.close()
     if state.work_root is not None and not keeps_work_dir():
@@ -503,6 +578,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _RUN = pytest.StashKey[RunRecord]()
+
+
+def session_status(status: int, run: RunRecord, unrecorded_failures: list[str]) -> int:
+    """The exit status of a scenario session: the run's exit code (:func:`exit_code`, as
+    ``interop run`` and ``interop merge`` give it), not pytest's count of failed items, which
+    knows no ``--gate`` (a SHOULD finding fails an item) nor ``--strict-baseline``. pytest's
+    ``status`` stands when the session did not end normally (interrupted, a usage or internal
+    error) or failed in ways no item record holds (``unrecorded_failures``)."""
+    if status not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or unrecorded_failures:
+        return status
+    return exit_code(run)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -535,4 +621,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for item in run.items:
         if item.outcome == Outcome.XPASS.value:
             terminalreporter.write_line(f"XPASS {item.item_id}: {item.reason}")
+    # what the exit status says, which pytest's counts do not (session_status)
+    problems = exit_problems(run) + [f"{n}: failed, with no item record" for n in state.unrecorded_failures]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    judged = f"the run fails: {problems[0]}{more}" if problems else "the run passes"
+    terminalreporter.write_line(f"--gate {state.gate}: {judged}")
     terminalreporter.write_line(f"reports: {state.run_dir}/matrix.md, results.json")

@@ -14,16 +14,14 @@ Nothing here knows a protocol or a product.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from harness.resources import PROFILES
 from harness.results import ItemResult, RunRecord
 from harness.verdict import Outcome
-from harness.yaml_file import Problem, YamlFileError, compose, schema_problems
+from harness.yaml_file import Problem, YamlFileError, load_file, schema, schema_problems
 
 ANY_CATEGORY = "*"
 DOCS = "docs/verdicts.md#profiles"
@@ -65,10 +63,6 @@ class Profile:
         )
 
 
-def _schema() -> dict[str, Any]:
-    return json.loads(resources.files("harness").joinpath("schemas/profile.schema.json").read_text())
-
-
 def profile_names() -> list[str]:
     return sorted(p.stem for p in PROFILES.glob("*.yaml"))
 
@@ -89,10 +83,8 @@ def load_profile(name_or_file: str) -> Profile:
             )
     if not path.is_file():
         raise ProfileError(path, [Problem(1, "no such file")])
-    data, lines = compose(
-        path.read_text(encoding="utf-8"), path, "a profile needs title and weights", ProfileError
-    )
-    problems = schema_problems(data, lines, _schema(), DOCS)
+    data, lines = load_file(path, "a profile needs title and weights", ProfileError)
+    problems = schema_problems(data, lines, schema("profile"), DOCS)
     if problems:
         raise ProfileError(path, problems)
     return Profile.from_dict({**data, "name": path.stem})

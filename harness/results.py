@@ -255,6 +255,11 @@ class RunRecord:
         self.targets = [t.run_target() if isinstance(t, TargetRecord) else dict(t) for t in self.targets]
         self.items = [i if isinstance(i, ItemResult) else ItemResult.from_dict(i) for i in self.items]
 
+    @property
+    def variant(self) -> str:
+        """The variant the run was made in (``--variant``, recorded in its selection)."""
+        return str(self.selection.get("variant") or "default")
+
     def unverified_targets(self) -> list[str]:
         """Targets whose catalogue entry no run on the project's machines has verified with the
         driver used: their verdicts stand for the entry as written, not for a checked product."""

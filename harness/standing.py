@@ -6,7 +6,11 @@ what is needed to reach them into a state folder (``topology.json``, the CA cert
 accounts in files only the owner may read) and prints it, then waits; SIGINT or SIGTERM (which
 ``down`` sends) ends everything it started. Each target also gets a target file of the external
 driver (``<name>.target.yaml``), so that another harness, e.g. a vendor's at the same event, can
-run the scenarios against it with ``interop run --target-file``.
+run the scenarios against it with ``interop run --target-file``. The topology also plays the
+event for federation: the target files' ``federation`` section names its CA, with the key in
+the state folder (owner-only), and the name plan of what another run brings (its actors that
+play a server, and the ``guests``: targets it starts), so that a run can federate its own
+targets and peer actors with these.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ STATE_FILE = "topology.json"
 DOWN_TIMEOUT_S = 120.0
 
 
-def bring_up(topology: Topology, accounts: list[str], state_dir: Path) -> dict[str, Any]:
-    """Start every selected target, make the accounts; returns what ``topology.json`` holds."""
+def bring_up(topology: Topology, accounts: list[str], state_dir: Path, guests: list[str]) -> dict[str, Any]:
+    """Start every selected target, make the accounts, plan the names of another run's peer
+    actors and ``guests`` (targets it starts); returns what ``topology.json`` holds."""
     if (state_dir / STATE_FILE).exists():
         previous = json.loads((state_dir / STATE_FILE).read_text())
         if _alive(int(previous["pid"])):
@@ -38,8 +43,10 @@ def bring_up(topology: Topology, accounts: list[str], state_dir: Path) -> dict[s
                 f"end it with: interop targets down --state {state_dir}"
             )
     state_dir.mkdir(parents=True, exist_ok=True)
+    ca_key, plan = topology.host_an_event(guests)
     running = topology.targets({name: name for name in topology.names})
     shutil.copy(topology.pki_ca_file(), state_dir / "ca.crt")
+    _private_write(state_dir / "ca.key", ca_key.read_text())
     targets = []
     for name, target in running.items():
         made = [target.account(user) for user in accounts]
@@ -57,12 +64,16 @@ def bring_up(topology: Topology, accounts: list[str], state_dir: Path) -> dict[s
         )
     for target in targets:
         path = state_dir / f"{target['name']}.target.yaml"
-        _private_write(path, yaml.safe_dump(_target_file(target), sort_keys=False))
+        _private_write(
+            path, yaml.safe_dump(_target_file(target, plan, topology.dns_address()), sort_keys=False)
+        )
         target["target_file"] = str(path.resolve())
     info = {
         "pid": os.getpid(),
         "dns": topology.dns_address(),
         "ca_file": str((state_dir / "ca.crt").resolve()),
+        "ca_key": str((state_dir / "ca.key").resolve()),
+        "names": plan,
         "targets": targets,
     }
     _private_write(state_dir / STATE_FILE, json.dumps(info, indent=2) + "\n")
@@ -76,8 +87,9 @@ def _private_write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def _target_file(target: dict[str, Any]) -> dict[str, Any]:
-    """The external driver's target file for one target of the topology."""
+def _target_file(target: dict[str, Any], plan: dict[str, str], resolver: str) -> dict[str, Any]:
+    """The external driver's target file for one target of the topology (its servers resolve
+    the names of ``plan`` through ``resolver``, and from their hosts file)."""
     return {
         "name": target["name"],
         "product": target["product"],
@@ -86,6 +98,7 @@ def _target_file(target: dict[str, Any]) -> dict[str, Any]:
         "host": target["address"],
         "ports": target["ports"],
         "ca_file": "ca.crt",
+        "federation": {"ca_file": "ca.crt", "ca_key": "ca.key", "names": plan, "resolver": resolver},
         "accounts": [{"user": a["jid"].split("@")[0], "password": a["password"]} for a in target["accounts"]],
     }
 
@@ -95,6 +108,8 @@ def describe(info: dict[str, Any]) -> str:
     lines = [
         f"CA certificate (trust it in your client): {info['ca_file']}",
         f"DNS responder for the run's domains (A and SRV records): {info['dns']} port 53",
+        f"For another run's federation: it issues from the CA, key {info['ca_key']}; names it brings:",
+        *(f"  {domain} at {address}" for domain, address in info["names"].items()),
         "",
     ]
     for t in info["targets"]:
@@ -133,6 +148,7 @@ def bring_down(state_dir: Path) -> int:
 def forget(state_dir: Path) -> None:
     """Remove what ``bring_up`` wrote that holds passwords (the topology has ended)."""
     (state_dir / STATE_FILE).unlink(missing_ok=True)
+    (state_dir / "ca.key").unlink(missing_ok=True)
     for target_file in state_dir.glob("*.target.yaml"):
         target_file.unlink()
 

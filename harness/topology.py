@@ -5,8 +5,11 @@ address and how it runs. Targets start the first time an item needs them and sta
 run ends; a target that failed to start fails every item that needs it with the same reason.
 A product paired with itself runs as a second instance (``x-2`` on ``x-2.test`` for ``x``).
 Every name any target may need (second instances, service subdomains, the domains of actors
-that play a server) is registered when the run's environment is created, before any target
-starts.
+that play a server, external targets) is registered when the run's environment is created,
+before any target starts. An item that federates with an external target runs once the event
+has what it needs (:mod:`harness.preflight`): the run issues from the CA the external targets
+trust, listens where the event's name plan puts its servers and peer actors (forwarding to
+them), and its own servers trust the external targets' CAs.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from typing import Any
 
 from harness import interrupts
 from harness.actors import Account, CertificateIssuer, PeerIdentity
+from harness.environment.forward import Forwarders
 from harness.environment.run_env import RunEnvironment, create_environment
+from harness.preflight import NO_FEDERATION, Member, certificate_check, event_issuer, federation_problems
 from harness.protocols import srv_records
 from harness.scenario.loader import PLACEHOLDER
 from harness.targets.docker import DockerRun, DockerTarget
@@ -48,6 +53,11 @@ class Selection:
     variant: str | None = None  # a named bundle of knobs every selected target defines
     catalogues: list[Path] = field(default_factory=list)  # more product folders (a vendor's own)
     target_files: list[Path] = field(default_factory=list)
+    # external targets written inside another file (an event file's `external:` entries): the
+    # entry, checked as a target file is, and the file its ca_file is relative to
+    inline_targets: list[tuple[dict[str, Any], Path]] = field(default_factory=list)
+    keylog: bool = False  # key logs also for targets the harness does not run (their accounts' secrets)
+    event: dict[str, str] | None = None  # the event file the selection came from (--event): name, title
 
 
 def parse_knobs(
@@ -130,10 +140,13 @@ class Topology:
         self._owner = owner
         self.driver = selection.driver
         self.docker_network = selection.docker_network
+        self.keylog_foreign_accounts = selection.keylog  # RunServices: key logs for vendors' accounts too
         self.as_installed = selection.variant == AS_INSTALLED  # no edits that add what packages lack
         products = catalogues(catalogue_dir, selection.catalogues)
         names = selection.targets or (
-            [] if selection.target_files else [p for p, s in products.items() if by_default(s, self.driver)]
+            []
+            if selection.target_files or selection.inline_targets
+            else [p for p, s in products.items() if by_default(s, self.driver)]
         )
         unknown = [n for n in names if n not in products]
         if unknown:
@@ -153,9 +166,21 @@ class Topology:
             SECOND_INSTANCE.format(name=name): name for name in self.specs
         }
         self.external: dict[str, ExternalTarget] = {}
-        for path in selection.target_files:
-            target = load_target_file(path)
+        for target in [
+            *map(load_target_file, selection.target_files),
+            *(ExternalTarget(entry, source) for entry, source in selection.inline_targets),
+        ]:
             self.external[target.name] = target
+        self._issuer = event_issuer(list(self.external.values()))
+        taken = {self.domain(name): name for name in self._instance_of} | {
+            f"peer-{index}.test": "an actor that plays a server" for index in range(1, PEER_IDENTITIES + 1)
+        }
+        for target in self.external.values():
+            if target.name in self._instance_of or target.domain in taken:
+                raise CatalogueError(
+                    f"--target-file {target.name}: its name or domain {target.domain} is also "
+                    f"{taken.get(target.domain, target.name)}'s in this run; rename one of them"
+                )
         if not self.specs and not self.external:
             raise CatalogueError(
                 f"no target selected and none of the catalogue's products is verified with --driver "
@@ -166,6 +191,12 @@ class Topology:
         self._docker: DockerRun | None = None
         self._addresses: dict[str, str] = {}
         self._peers: list[PeerIdentity] = []
+        # every name the run's DNS knows: domain -> (address, SRV label -> port)
+        self._names: dict[str, tuple[str, dict[str, int]]] = {}
+        self._hosting = False  # the names of actors that play a server are other runs' (host_an_event)
+        self._forwarders = Forwarders()
+        self._forwarded: set[tuple[str, str]] = set()  # (domain, planned address) the run listens at
+        self._preflight: dict[frozenset[str], list[str]] = {}  # problems of a set of federating targets
         self._running: dict[str, RunningTarget] = dict(self.external)
         self._failed: dict[str, str] = {}
         self._closed = False
@@ -267,18 +298,22 @@ class Topology:
         """The run's environment, with every name any target may need registered before the
         first target starts (a resolver may read the hosts file only once)."""
         if self._env is None:
-            self._env = create_environment(self.run_dir, self._work_dir, self._authorities_dir)
+            self._env = create_environment(self.run_dir, self._work_dir, self._authorities_dir, self._issuer)
             for name in self._instance_of:
                 spec = self._spec(name)
                 address = self._addresses[name] = self._env.target_address()
                 srv = srv_records(spec.protocol, spec.ports)
-                self._env.add_name(self.domain(name), address, srv)
-                for sub in spec.subdomains:
-                    self._env.add_name(f"{sub}.{self.domain(name)}", address, srv)
-            for index in range(1, PEER_IDENTITIES + 1):
+                for domain in [self.domain(name), *(f"{sub}.{self.domain(name)}" for sub in spec.subdomains)]:
+                    self._names[domain] = (address, srv)
+            for index in range(1, 1 + (0 if self._hosting else PEER_IDENTITIES)):
                 peer = PeerIdentity(f"peer-{index}.test", self._env.target_address())
-                self._env.add_name(peer.domain, peer.address, {})
+                self._names[peer.domain] = (peer.address, {})
                 self._peers.append(peer)
+            for target in self.external.values():
+                self._names[target.domain] = (target.address, srv_records(target.protocol, target.ports))
+            for domain, (address, srv) in self._names.items():
+                self._env.add_name(domain, address, srv)
+            self._env.trust([t.ca_file for t in self.external.values() if t.ca_file is not None])
             atexit.register(self.close)
             interrupts.install()
         return self._env
@@ -296,6 +331,8 @@ class Topology:
             if name in self._failed:
                 raise TargetError(self._failed[name])
         env = self._environment()
+        if reset:
+            self._federation(list(dict.fromkeys(names.values())))
         to_start = []
         for role, name in names.items():
             if name not in self._running:
@@ -318,6 +355,57 @@ class Topology:
                 ]
             )
         return {role: self._running[name] for role, name in names.items()}
+
+    def _federation(self, names: list[str]) -> None:
+        """An item federating ``names`` (with actors that play a server when there is one name)
+        needs, for each external target among them, what its target file's federation section
+        declares (Unsupported without one) and a preflight without problems (TargetError with
+        them; checked once per set of names)."""
+        externals = [self.external[name] for name in names if name in self.external]
+        if not externals:
+            return
+        missing = [t.name for t in externals if t.federation is None]
+        if missing:
+            raise Unsupported(NO_FEDERATION.format(name=missing[0]))
+        key = frozenset(names)
+        if key not in self._preflight:
+            env = self._environment()
+            members = [Member(n, self.domain(n), self._address(n), self.external.get(n)) for n in names]
+            problems = [p for t in externals for p in self._listen_where_planned(t, members)]
+            check = certificate_check(env, self._peers[0], self.run_dir / "preflight")
+            problems += federation_problems(members, self._peers, env.dns_address, check)
+            self._preflight[key] = list(dict.fromkeys(problems))
+        if self._preflight[key]:
+            raise TargetError(
+                f"federation preflight of {' x '.join(names)}: {'; '.join(self._preflight[key])}"
+            )
+
+    def _address(self, name: str) -> str:
+        return self.external[name].address if name in self.external else self._addresses[name]
+
+    def _listen_where_planned(self, target: ExternalTarget, members: list[Member]) -> list[str]:
+        """Listen where ``target``'s name plan puts the run's targets among ``members`` and its
+        peer actors, forwarding to them (once per name and address); the problems."""
+        plan = target.federation.names  # type: ignore[union-attr]
+        ours = {
+            m.domain: (m.address, list(self._spec(m.name).ports.values()))
+            for m in members
+            if m.external is None
+        }
+        ours |= {p.domain: (p.address, sorted(set(target.ports.values()))) for p in self._peers}
+        problems = []
+        for domain, (address, ports) in ours.items():
+            if (domain, plan.get(domain, "")) in self._forwarded or domain not in plan:
+                continue  # a missing name is the preflight's to report
+            try:
+                self._forwarders.add(plan[domain], address, ports)
+            except OSError as exc:
+                problems.append(
+                    f"cannot listen at {plan[domain]} (where {target.name} finds {domain}): {exc}"
+                )
+                continue
+            self._forwarded.add((domain, plan[domain]))
+        return problems
 
     def _timed(self, cause: str, name: str, call: Callable[[], None]) -> Callable[[], None]:
         """``call``, with its duration recorded in :attr:`setup_steps`."""
@@ -407,6 +495,27 @@ class Topology:
         """The run's DNS responder (port 53), which knows every target's domain."""
         return self._environment().dns_address
 
+    def host_an_event(self, guests: list[str]) -> tuple[Path, dict[str, str]]:
+        """Let other runs federate with this topology's targets (``interop targets up``): returns
+        the key of the CA its targets trust, which those runs issue from, and the name plan of
+        the names they bring (the domains of actors that play a server and of ``guests``, targets
+        those runs start), each at an address of this topology's block that its servers resolve
+        from the start (a resolver may read the hosts file only once). Call it before any target
+        starts; such a topology runs no items, so it reserves no names for its own actors."""
+        if self._env is not None:
+            raise HarnessError("a topology hosts an event from its start, not once its targets run")
+        taken = [g for g in guests if g in self._instance_of]
+        if taken:
+            raise HarnessError(f"--guests {', '.join(taken)}: also a target of this topology")
+        self._hosting = True
+        env = self._environment()
+        plan = {}
+        domains = [f"peer-{index}.test" for index in range(1, PEER_IDENTITIES + 1)]
+        for domain in [*domains, *(f"{guest}.test" for guest in guests)]:
+            plan[domain] = env.target_address()
+            env.add_name(domain, plan[domain], {})
+        return env.ca.key_path, plan
+
     @property
     def pki(self) -> CertificateIssuer:
         return self._environment()
@@ -424,6 +533,7 @@ class Topology:
             _in_parallel([target.stop for target in self._running.values()], raise_first=False)
             if self._docker is not None:
                 self._docker.close()
+            self._forwarders.close()
             if self._env is not None:
                 self._env.close()
 

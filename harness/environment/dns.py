@@ -34,6 +34,8 @@ RESOLV_OPTIONS = ("timeout:1", "attempts:1")
 # A TCP client that connects and sends nothing must not hold a handler thread forever.
 _TCP_IDLE_TIMEOUT = 5.0
 _POLL_INTERVAL = 0.05
+# how long lookup() waits for another DNS server's answer
+QUERY_TIMEOUT_S = 2.0
 
 
 def _key(name: str | DNSLabel) -> str:
@@ -193,6 +195,13 @@ class RunDNS:
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
         lines += [f"{address}\t{domain}" for domain, address in sorted(self.hosts().items())]
         return _write(path, "\n".join(lines) + "\n")
+
+
+def lookup(server: str, domain: str, port: int = 53) -> str | None:
+    """The A record a DNS server gives for ``domain`` (None: no such name, or no address);
+    OSError when it does not answer."""
+    answer = DNSRecord.parse(DNSRecord.question(domain, "A").send(server, port, timeout=QUERY_TIMEOUT_S))
+    return next((str(rr.rdata) for rr in answer.rr if rr.rtype == QTYPE.A), None)
 
 
 def _write(path: Path, text: str) -> Path:

@@ -8,7 +8,9 @@ targets from ``.0.11`` on, actors' source addresses in ``.1.0/24``. The block is
 binding the DNS responder: the first free block wins, so two runs on one machine never share
 addresses; a block where anything already listens is skipped. The workers of a parallel run
 each own a block (and a work folder); they share the run's certificate authorities
-(:func:`run_authorities`).
+(:func:`run_authorities`). A run that federates with servers it did not start issues from the
+CA those servers trust (an event's, given with its key) instead of a fresh one, and its servers
+also trust the CAs of those servers' certificates (:meth:`RunEnvironment.trust`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class RunEnvironment:
     hosts_file: Path
     resolv_file: Path
     id: str = field(default_factory=lambda: secrets.token_hex(6))  # labels what the run makes
+    # the CA certificates the run's servers trust for their peers: the run's CA, and those of
+    # servers the run did not start that they federate with (see trust())
+    trusted_cas: Path | None = None
     _next_target: itertools.count = field(default_factory=lambda: itertools.count(11))
     _next_source: itertools.count = field(default_factory=lambda: itertools.count(0))
     _next_isolated: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -75,6 +80,21 @@ class RunEnvironment:
         """Make ``domain`` resolve for every target (DNS A/SRV and the private hosts file)."""
         self.dns.add_host(domain, address, srv=srv)
         self.dns.write_hosts(self.hosts_file)
+
+    def trust(self, ca_files: list[Path]) -> None:
+        """Make the run's servers also trust ``ca_files`` (the CAs of external targets'
+        certificates): one bundle with the run's CA, which ``{{ ca_file }}`` then names."""
+        extra = [
+            path for path in dict.fromkeys(ca_files) if path.read_bytes() != self.ca.cert_path.read_bytes()
+        ]
+        if not extra:
+            return
+        bundle = self.hosts_file.with_name("trusted-cas.pem")
+        bundle.write_bytes(
+            b"".join(path.read_bytes().rstrip(b"\n") + b"\n" for path in [self.ca.cert_path, *extra])
+        )
+        bundle.chmod(0o644)  # read by the servers' own users
+        self.trusted_cas = bundle
 
     def server_certificate(
         self,
@@ -135,9 +155,13 @@ def keeps_work_dir() -> bool:
     return bool(os.environ.get(KEEP_ENV) or os.environ.get(WORKDIR_ENV))
 
 
-def run_authorities(directory: Path, run_dir: Path) -> tuple[CertificateAuthority, CertificateAuthority]:
+def run_authorities(
+    directory: Path, run_dir: Path, issuer: tuple[Path, Path] | None = None
+) -> tuple[CertificateAuthority, CertificateAuthority]:
     """The run's CA and its untrusted one, made by the first worker of a run and loaded by the
-    others (a lock file orders them), so that one CA issues every certificate of the run."""
+    others (a lock file orders them), so that one CA issues every certificate of the run.
+    ``issuer``: (certificate, key) of the CA to issue from instead of a new one (an event's CA,
+    which servers the run did not start trust)."""
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -146,7 +170,13 @@ def run_authorities(directory: Path, run_dir: Path) -> tuple[CertificateAuthorit
                 CertificateAuthority.load(directory / "ca"),
                 CertificateAuthority.load(directory / "untrusted-ca"),
             )
-        ca = CertificateAuthority.create(directory / "ca", "Interop Run CA")
+        if issuer is None:
+            ca = CertificateAuthority.create(directory / "ca", "Interop Run CA")
+        else:
+            (directory / "ca").mkdir()
+            for source, name in zip(issuer, ("ca.crt", "ca.key"), strict=True):
+                shutil.copy(source, directory / "ca" / name)
+            ca = CertificateAuthority.load(directory / "ca")
         untrusted = CertificateAuthority.create(directory / "untrusted-ca", "Interop Untrusted CA")
         (run_dir / "environment").mkdir(parents=True, exist_ok=True)
         shutil.copy(ca.cert_path, run_dir / "environment" / "run-ca.crt")  # to check the pcaps' certificates
@@ -154,16 +184,20 @@ def run_authorities(directory: Path, run_dir: Path) -> tuple[CertificateAuthorit
 
 
 def create_environment(
-    run_dir: Path, work_dir: Path | None = None, authorities_dir: Path | None = None
+    run_dir: Path,
+    work_dir: Path | None = None,
+    authorities_dir: Path | None = None,
+    issuer: tuple[Path, Path] | None = None,
 ) -> RunEnvironment:
     """This process's environment: its servers' folder ``work_dir`` (default :func:`new_work_dir`),
-    the run's CAs from ``authorities_dir`` (default: made here), and a free loopback block."""
+    the run's CAs from ``authorities_dir`` (default: made here; ``issuer``: see
+    :func:`run_authorities`), and a free loopback block."""
     work_dir = work_dir or new_work_dir()
     work_dir.mkdir(parents=True, exist_ok=True)
     work_dir.chmod(0o755)
     env_dir = work_dir / "environment"
     env_dir.mkdir()
-    ca, untrusted = run_authorities(authorities_dir or env_dir, run_dir)
+    ca, untrusted = run_authorities(authorities_dir or env_dir, run_dir, issuer)
     busy = blocks_with_listeners()
     for block in range(MAX_BLOCKS):
         if block in busy:

@@ -11,7 +11,8 @@ from harness.results import RunRecord
 
 
 def write_reports(run: RunRecord, run_dir: Path) -> list[Path]:
-    """Write ``matrix.md``, ``behaviour.md``, ``index.html`` and the item pages into ``run_dir``."""
+    """Write ``matrix.md``, ``behaviour.md`` and every HTML page (:func:`render_html`) into ``run_dir``;
+    returns the files written, the two Markdown reports first."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     matrix = run_dir / "matrix.md"

@@ -78,7 +78,7 @@ def environment(run: RunRecord) -> dict[str, str]:
         "run": run.run_id,
         "harness": run.harness_version,
         "driver": str(run.selection.get("driver", "")),
-        "variant": str(run.selection.get("variant", "default")),
+        "variant": run.variant,
     }
     for target in run.targets:
         name = target["name"]

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.diff import knob_rows
 from harness.report.html import TEMPLATES, item_dir
 from harness.results import ItemResult, RunRecord
 
@@ -46,27 +47,6 @@ def history_rows(runs: list[tuple[RunRecord, Path]], out: Path) -> list[HistoryR
         level = next(items[cell].level for items in by_run if cell in items)
         rows.append(HistoryRow(cell, level, cells))
     return sorted(rows, key=lambda row: (not row.changed, row.cell))
-
-
-@dataclass(frozen=True)
-class KnobRow:
-    target: str
-    knob: str
-    values: list[str]  # per run, "" where the run lacks the target or the knob
-
-
-def knob_rows(runs: list[RunRecord]) -> list[KnobRow]:
-    """The knobs whose values differ among the runs (e.g. default against hardened): what the
-    changed cells are measured against."""
-    per_run = [{t["name"]: t.get("knobs", {}) for t in run.targets} for run in runs]
-    rows = []
-    for name in sorted(set().union(*per_run)):
-        knobs = sorted(set().union(*(targets.get(name, {}) for targets in per_run)))
-        for knob in knobs:
-            values = [str(targets.get(name, {}).get(knob, "")) for targets in per_run]
-            if len(set(values)) > 1:
-                rows.append(KnobRow(name, knob, values))
-    return rows
 
 
 def _cell(item: ItemResult | None, run_dir: Path, base: Path) -> HistoryCell:

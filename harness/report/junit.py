@@ -17,7 +17,9 @@ verdict                                   test case
 ========================================  ==========================================================
 
 The classname is the category and the scenario id (``federation.fed.s2s.message-delivery``), the
-name the item's target or ``origin->receiver`` pair.
+name the item's target or ``origin->receiver`` pair. The suite is called ``interop`` unless the
+run says otherwise (``suite_name``: pytest's ``junit_suite_name``); ``prefix`` goes before every
+classname (pytest's ``--junit-prefix``), so that several runs' files can share one CI report.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from harness.results import GATES, ItemResult, RunRecord, fails_run, run_gate
 from harness.verdict import Outcome
 
 # Characters XML 1.0 does not allow, e.g. control bytes a server sent that a reason quotes.
+SUITE_NAME = "interop"
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -60,10 +63,14 @@ def _child(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) 
     return node
 
 
-def _testcase(suite: ET.Element, item: ItemResult, gate: str, strict_baseline: bool) -> str:
+def _testcase(suite: ET.Element, item: ItemResult, gate: str, strict_baseline: bool, prefix: str) -> str:
     """Add the item's test case; returns what it counts as: passed, failures, errors or skipped."""
     case = _child(
-        suite, "testcase", classname=classname(item), name=case_name(item), time=f"{item.duration_s:.3f}"
+        suite,
+        "testcase",
+        classname=f"{prefix}.{classname(item)}" if prefix else classname(item),
+        name=case_name(item),
+        time=f"{item.duration_s:.3f}",
     )
     properties = _child(case, "properties")
 
@@ -96,18 +103,20 @@ def _testcase(suite: ET.Element, item: ItemResult, gate: str, strict_baseline: b
     return "passed"
 
 
-def render_junit(run: RunRecord, gate: str | None = None) -> str:
+def render_junit(
+    run: RunRecord, gate: str | None = None, *, suite_name: str = SUITE_NAME, prefix: str = ""
+) -> str:
     """The run as JUnit XML (the xunit2 shape pytest writes: testsuites/testsuite/testcase),
     judged under ``gate`` (default: the run's own) and the run's ``--strict-baseline``."""
     gate = gate or run_gate(run)
     strict = bool(run.selection.get("strict_baseline"))
     if gate not in GATES:
         raise ValueError(f"unknown gate {gate!r} (one of {', '.join(GATES)})")
-    root = ET.Element("testsuites", name="interop")
-    suite = _child(root, "testsuite", name="interop", timestamp=run.started_at)
+    root = ET.Element("testsuites", name=_text(suite_name))
+    suite = _child(root, "testsuite", name=suite_name, timestamp=run.started_at)
     counts = {"passed": 0, "failures": 0, "errors": 0, "skipped": 0}
     for item in run.items:
-        counts[_testcase(suite, item, gate, strict)] += 1
+        counts[_testcase(suite, item, gate, strict, prefix)] += 1
     suite.set("tests", str(len(run.items)))
     for key in ("failures", "errors", "skipped"):
         suite.set(key, str(counts[key]))
@@ -116,8 +125,10 @@ def render_junit(run: RunRecord, gate: str | None = None) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write_junit(run: RunRecord, path: Path, gate: str | None = None) -> Path:
+def write_junit(
+    run: RunRecord, path: Path, gate: str | None = None, *, suite_name: str = SUITE_NAME, prefix: str = ""
+) -> Path:
     """Write :func:`render_junit` to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_junit(run, gate), encoding="utf-8")
+    path.write_text(render_junit(run, gate, suite_name=suite_name, prefix=prefix), encoding="utf-8")
     return path

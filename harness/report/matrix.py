@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.report.health import health_lines
 from harness.report.markdown import escape_md, table
+from harness.report.overview import key_log_text
 from harness.report.ranking import ranking_lines
 from harness.results import LEVELS, POLICY, ItemResult, RunRecord, exit_problems
 from harness.targets.spec import AS_INSTALLED
@@ -194,7 +195,7 @@ VARIANT_MEANING = {
 
 def variant_text(run: RunRecord) -> str:
     """The run's variant and what it means (a named knob bundle: its knobs are in the table)."""
-    variant = str(run.selection.get("variant") or "default")
+    variant = run.variant
     return f"{variant}: {VARIANT_MEANING.get(variant, 'a bundle of knobs (in the targets table)')}"
 
 
@@ -258,7 +259,13 @@ def _header(run: RunRecord) -> list[str]:
     ]
     if run.command:
         lines.append(f"- **Command:** {escape_md(shlex.join(run.command))}")
+    event = run.selection.get("event")
+    if event:
+        lines.append(f"- **Event:** {escape_md(event['title'])} ({escape_md(event['name'])})")
     lines.append(f"- **Variant:** {escape_md(variant_text(run))}")
+    warning, keys = key_log_text(run)
+    if keys:
+        lines.append(f"- **{'WARNING, key logs' if warning else 'Key logs'}:** {escape_md(keys)}")
     lines.append(f"- **Items:** {len(run.items)}" + (f" ({breakdown})" if breakdown else ""))
     if problems:
         lines.append("- **Run verdict:** FAILED (exit code 1)")

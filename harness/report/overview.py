@@ -12,7 +12,7 @@ from collections import Counter
 from harness.results import LEVELS, POLICY, RunRecord
 from harness.verdict import Outcome
 
-__all__ = ["LEAD_RULE", "Scores", "leaders", "run_seconds", "seconds_text", "totals"]
+__all__ = ["LEAD_RULE", "Scores", "key_log_text", "leaders", "run_seconds", "seconds_text", "totals"]
 
 # score()'s shape: target -> category -> level -> (passed, total, unsupported)
 Scores = dict[str, dict[str, dict[str, tuple[int, int, int]]]]
@@ -63,3 +63,32 @@ def leaders(scores: Scores, category: str) -> list[str]:
     if not any(best):
         return []
     return [target for target, share in shares.items() if share == best]
+
+
+# the driver of targets the harness does not run: their accounts are their owners' (a vendor's)
+EXTERNAL = "external"
+
+
+def key_log_text(run: RunRecord) -> tuple[bool, str]:
+    """Whose TLS keys the run folder holds, as ``(warning, sentence)``: with a key log beside a
+    pcap anyone holding the folder can read the SASL exchanges, so readers must know whose
+    secrets those are (``warning``: the vendors' accounts' keys were written, ``--keylog``)."""
+    foreign = [t["name"] for t in run.targets if t.get("driver") == EXTERNAL]
+    ours = [t["name"] for t in run.targets if t.get("driver") != EXTERNAL]
+    parts = []
+    if ours:
+        parts.append(
+            f"TLS key logs (tls-keys.log per item) were written for {', '.join(ours)}: the harness "
+            "ran them, and their accounts are throwaway ones made for this run."
+        )
+    if foreign and run.selection.get("keylog"):
+        parts.append(
+            f"Warning: TLS key logs were written for {', '.join(foreign)} too (--keylog): anyone "
+            "holding this folder can decrypt the SASL exchanges of their owners' accounts."
+        )
+    elif foreign:
+        parts.append(
+            f"No TLS key log was written for {', '.join(foreign)}: their accounts are their "
+            "owners', so those items' TLS stays encrypted in the pcaps (--keylog writes them)."
+        )
+    return bool(foreign and run.selection.get("keylog")), " ".join(parts)

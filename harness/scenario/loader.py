@@ -5,10 +5,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,17 @@ import jsonschema
 from harness.actors import actor_kinds
 from harness.scenario.absence import checks_of
 from harness.scenario.model import DEFAULT_ROLE, ActorSpec, Scenario, Step
-from harness.yaml_file import Problem, YamlFileError, compose, hint, line_of, schema_problems
+from harness.yaml_file import (
+    Problem,
+    YamlFileError,
+    compose,
+    decode,
+    hint,
+    line_of,
+    read_bytes,
+    schema,
+    schema_problems,
+)
 
 DOCS = "docs/scenarios.md"  # where an author reads what a scenario file holds
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
@@ -37,10 +45,6 @@ class ScenarioError(YamlFileError):
     """One or more problems in one scenario file, each with its line."""
 
 
-def _schema() -> dict[str, Any]:
-    return json.loads(resources.files("harness").joinpath("schemas/scenario.schema.json").read_text())
-
-
 def _placeholders(value: Any) -> Iterable[str]:
     if isinstance(value, str):
         yield from PLACEHOLDER.findall(value)
@@ -54,10 +58,10 @@ def _placeholders(value: Any) -> Iterable[str]:
 
 def load_scenario(path: Path) -> Scenario:
     """Load and validate one scenario file; raises :class:`ScenarioError` with every problem."""
-    raw = path.read_bytes()
-    text = raw.decode("utf-8", errors="replace")
+    raw = read_bytes(path, ScenarioError)
+    text = decode(raw, path, ScenarioError)
     data, lines = compose(text, path, f"a scenario needs id, title, ... ({DOCS})", ScenarioError)
-    problems = schema_problems(data, lines, _schema(), DOCS)
+    problems = schema_problems(data, lines, schema("scenario"), DOCS)
     if problems:
         raise ScenarioError(path, problems)
     if path.stem != data["id"]:
@@ -282,7 +286,10 @@ def _check_step(
         Problem(line_of(lines, at + tuple(e.absolute_path)), f"step {index + 1} ({action}): {hint(e, DOCS)}")
         for e in jsonschema.Draft202012Validator(cls.actions[action]).iter_errors(own)
     ]
-    problems += [Problem(line, f"step {index + 1} ({action}): {p}") for p in cls.param_problems(action, own)]
+    if not problems:  # an actor kind's own checks expect parameters of the schema's shape
+        problems = [
+            Problem(line, f"step {index + 1} ({action}): {p}") for p in cls.param_problems(action, own)
+        ]
     for ref in _placeholders(own):
         problem = _check_placeholder(ref, declared.keys(), roles)
         if problem:

@@ -151,9 +151,10 @@ class DockerTarget(ManagedTarget):
         return self.docker_run.networking.listen_address(self._addressing)
 
     def _ca_file_for_server(self, cert: IssuedCertificate) -> Path:
-        """The run's CA travels with the run directory (no file of this machine is mounted)."""
+        """The CAs the server trusts (the run's, and external targets' for federation with them)
+        travel with the run directory (no file of this machine is mounted)."""
         path = cert.cert_path.parent / "run-ca.crt"
-        shutil.copy(self.env.ca.cert_path, path)
+        shutil.copy(self.env.trusted_cas or self.env.ca.cert_path, path)
         return path
 
     def _packaged_text(self, path: str) -> str:

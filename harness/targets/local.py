@@ -185,20 +185,32 @@ class LocalTarget(ManagedTarget):
         self._procs.clear()
 
 
+def processes_naming(*markers: str) -> list[int]:
+    """Ids of the processes (this one excepted) whose command line contains every marker."""
+    needles = [m.encode() for m in markers]
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        if all(n in cmdline for n in needles):
+            found.append(int(proc.name))
+    return found
+
+
 def end_processes_under(root: Path, grace: float = STOP_GRACE_S) -> list[int]:
     """End the process groups of every process whose command line names ``root`` (a run's own
     server folder: each server's wrapper names its hosts file there): SIGTERM, ``grace``
     seconds, then SIGKILL. The last resort after a worker was cut off before it stopped its
     servers; returns the groups it found."""
-    needle = str(root).encode()
     groups: set[int] = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
+    for pid in processes_naming(str(root)):
         try:
-            if needle in (proc / "cmdline").read_bytes():
-                groups.add(os.getpgid(int(proc.name)))
-        except (OSError, ProcessLookupError):
+            groups.add(os.getpgid(pid))
+        except ProcessLookupError:
             continue  # gone meanwhile
     groups.discard(os.getpgrp())  # never the run's own group
     alive = [g for g in groups if _signal_group(g, signal.SIGTERM)]

@@ -160,10 +160,6 @@ class ManagedTarget(RunningTarget):
                 if "for_each" not in edit:
                     edits.append(self._render(plain, value=value, value_list=items))
                     continue
-                if edit["for_each"] != "value_list":
-                    raise CatalogueError(
-                        f"{self.spec.folder}/target.yaml: knob {name}: for_each must be value_list"
-                    )
                 edits += [
                     self._render(plain, value=value, value_list=items, item=item, index=index)
                     for index, item in enumerate(items)
@@ -173,15 +169,7 @@ class ManagedTarget(RunningTarget):
     def _render_files(self) -> None:
         """Write the run's files: packaged file, the run's edits, then the knobs' edits (the
         run's edits alone are recorded in :attr:`config_changes` for the reports)."""
-        changes = ConfigChanges()
-        known = {str(f.get("dest")) for f in self.spec.files}
-        for name, value in self.knobs.items():
-            for edit in self.spec.knobs[name].edits_for(value):
-                if edit.get("file") not in known:
-                    raise CatalogueError(
-                        f"{self.spec.folder}/target.yaml: knob {name}={value} edits file "
-                        f"{edit.get('file')!r}, which is not in files:"
-                    )
+        changes = ConfigChanges()  # (the catalogue checked at load that knob edits name these files)
         for entry in self.spec.files:
             dest = self.run_dir / entry["dest"]
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -212,6 +200,7 @@ class ManagedTarget(RunningTarget):
         changes = self.config_changes
         text = changes.diff_text(
             {
+                str(self._context.get("ca_file")): "<the CA certificates the run's servers trust>",
                 str(self.ca_file): "<the run's CA certificate>",
                 str(self.env.work_dir): "<work folder>",
                 self.address: "<address>",
@@ -313,8 +302,9 @@ class ManagedTarget(RunningTarget):
         return folder / keylog_shim.KEY_LOG_NAME
 
     def _ca_file_for_server(self, cert: IssuedCertificate) -> Path:
-        """Where the server finds the run's CA certificate."""
-        return self.env.ca.cert_path
+        """Where the server finds the CA certificates it trusts for its peers: the run's CA, in a
+        bundle with the CAs of external targets it may federate with when there are any."""
+        return self.env.trusted_cas or self.env.ca.cert_path
 
     @property
     def verified_here(self) -> bool:  # type: ignore[override]

@@ -28,6 +28,9 @@ class LogCursor:
 
 class RunningTarget(abc.ABC):
     driver: str
+    # its test accounts belong to someone else (a vendor's server): no TLS key log of their
+    # sessions is written unless the run asks (--keylog), so no artifact can reveal their secrets
+    foreign_accounts = False
     in_run_block = False  # listens on the run's own loopback addresses (actors use its source addresses)
     verified_here: bool | None = None  # see TargetRecord.verified_here
     name: str
@@ -73,6 +76,16 @@ class RunningTarget(abc.ABC):
     def accounts(self) -> list[Account]:
         """The accounts provided so far (their passwords are what redaction must hide)."""
         return list(self._accounts.values())
+
+    def begin_item(self, account_names: list[str]) -> None:
+        """An item that will use ``account_names`` (the scenario's names, in its order) begins. A
+        target the harness runs keeps one account per name for the whole run, made on first
+        use: nothing to do. Raises a StepOutcome when the item cannot have its accounts."""
+        return None
+
+    def end_item(self) -> None:
+        """The item's actors are closed; never raises (a target that tidies up records failures)."""
+        return None
 
     @staticmethod
     def new_password(part: str | None = None) -> str:

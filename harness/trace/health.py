@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 EXAMPLES = 3  # lines kept per kind, for the reports; the log slice has them all
@@ -40,13 +39,13 @@ class LogHealth:
         return not self.logs or log_name in self.logs
 
 
-def count(health: LogHealth, slices: dict[str, Path]) -> dict[str, Any]:
-    """``{errors, crashes, examples}`` over the log slices (log name -> file) health reads."""
+def count(health: LogHealth, slices: dict[str, str]) -> dict[str, Any]:
+    """``{errors, crashes, examples}`` over the log slices (log name -> text) health reads."""
     found: dict[str, list[str]] = {"errors": [], "crashes": []}
-    for name, path in slices.items():
-        if not health.reads(name) or not path.is_file():
+    for name, text in slices.items():
+        if not health.reads(name):
             continue
-        for line in path.read_text(errors="replace").splitlines():
+        for line in text.splitlines():
             if health.crash is not None and health.crash.search(line):
                 found["crashes"].append(line)
             elif health.error is not None and health.error.search(line):

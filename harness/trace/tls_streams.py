@@ -9,6 +9,13 @@ the actors' logs show everything else. tshark follows each of them as text into
 
 Keys are matched to streams by the TLS client random (the second field of every key-log line,
 the random of the ClientHello in the pcap); which servers logged a random tells who spoke.
+
+tshark finds that ClientHello by its TLS heuristic, on every TCP stream whatever its port, so the
+streams are followed on the ports the targets really use (a worker's servers, a second instance,
+an external target), not only on XMPP's usual ones, and the item's targets need not be told
+to it. Telling tshark that a target's ports carry XMPP would be worse: its XMPP dissector loses
+the TLS that follows a ``<proceed/>`` sent in one segment with the stream header, as it does on
+5222, which it claims by default; the text needs no XMPP decoding, so that dissector is off.
 """
 
 from __future__ import annotations
@@ -28,10 +35,9 @@ TSHARK_TIMEOUT_S = 120.0
 # page unreadable; the pcap keeps everything.
 MAX_STREAM_BYTES = 256 * 1024
 _CLIENT_HELLO = "1"
-_NO_HANDSHAKE = (
-    "tshark found no TLS handshake between servers in the pcap (it decodes XMPP STARTTLS on its"
-    " XMPP ports, 5222 and 5269, and TLS on the ports it knows)."
-)
+# How tshark finds the TLS of every stream, STARTTLS or direct, on any port (module docstring).
+FIND_TLS = ("--enable-heuristic", "tls_tcp", "--disable-protocol", "xmpp")
+_NO_HANDSHAKE = "tshark found no TLS handshake between servers in the pcap."
 
 
 @dataclass
@@ -89,7 +95,7 @@ def streams_text(pcap: Path, keylog: Path, speakers: dict[str, set[str]], addres
     logged it), decrypted with ``keylog``, as text in the order the pcap has them."""
     head = [
         "TLS streams between the item's servers, decrypted with the keys they logged (tshark).",
-        f"The same in Wireshark: tshark -r traffic.pcap -o tls.keylog_file:{KEYLOG_FILE}",
+        f"The same with tshark: tshark -r traffic.pcap -o tls.keylog_file:{KEYLOG_FILE} {' '.join(FIND_TLS)}",
         "(what a stream carried before STARTTLS is plain text in the pcap)",
         "",
     ]
@@ -111,7 +117,7 @@ def streams_text(pcap: Path, keylog: Path, speakers: dict[str, set[str]], addres
 
 def _tshark(tshark: str, pcap: Path, keylog: Path, args: list[str]) -> str:
     out = subprocess.run(
-        [tshark, "-r", str(pcap), "-o", f"tls.keylog_file:{keylog}", *args],
+        [tshark, "-r", str(pcap), "-o", f"tls.keylog_file:{keylog}", *FIND_TLS, *args],
         capture_output=True,
         text=True,
         timeout=TSHARK_TIMEOUT_S,

@@ -85,6 +85,8 @@ class DoubleServices:
     """``RunServices`` for items against doubles: no source address, client certificates
     issued by the double's CA (a :func:`~tests.doubles.xmpp_server.pki_from_ca` PKI)."""
 
+    keylog_foreign_accounts = True  # the double's accounts are the tests' own
+
     def __init__(self, pki: Pki) -> None:
         if pki.ca is None:
             raise ValueError(

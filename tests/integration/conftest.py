@@ -71,6 +71,18 @@ def interop(
     )
 
 
+def interop_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``interop ARGS`` in a child process, to its end (output captured as text)."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 # (category, driver, --jobs or None for the default): a category run the tests read
 RunKey = tuple[str, str, str | None]
 CONCURRENT_RUNS = 2  # each run already runs its items in parallel workers

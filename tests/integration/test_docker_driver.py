@@ -19,11 +19,12 @@ import docker
 import pytest
 import yaml
 
+from harness.cli import accounts_for_every_scenario
 from harness.resources import CATALOGUE
 from harness.results import read_results
 from harness.targets import docker_images
 from harness.targets.docker import OWNER_LABEL, RUN_LABEL
-from tests.integration.conftest import ROOT, CategoryRuns, InteropRun, interop
+from tests.integration.conftest import ROOT, CategoryRuns, InteropRun, interop, interop_cli
 
 LOCAL_RUNS = {
     "authentication": "auth_run",
@@ -91,18 +92,6 @@ def test_docker_items_ran_in_containers_of_the_same_packages(both_drivers, engin
     assert labelled(engine, **owner) == [], "a finished run leaves no container, network or volume"
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """``interop ARGS`` in a child process, to its end."""
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def _spawn(work: Path, *args: str) -> subprocess.Popen[bytes]:
     """``interop ARGS`` in a child process that goes on while the test watches it, in a process
     group of its own (with its workers)."""
@@ -162,7 +151,7 @@ def test_after_sigkill_targets_clean_removes_what_the_run_left(
             child.kill()
     left = labelled(engine, **_owned_by(child))
     assert len([x for x in left if x.startswith("container ")]) >= 4, left
-    clean = _cli("targets", "clean")
+    clean = interop_cli("targets", "clean")
     assert clean.returncode == 0, clean.stderr
     assert set(left) <= set(clean.stdout.splitlines()), clean.stdout
     assert labelled(engine, **_owned_by(child)) == []
@@ -190,7 +179,8 @@ def test_targets_up_serves_clients_until_down(tmp_path: Path, work_dir: Path, en
         info = json.loads((state / "topology.json").read_text())
         assert oct((state / "topology.json").stat().st_mode & 0o777) == "0o600"
         assert {t["name"] for t in info["targets"]} == {"prosody", "jabberd2"}
-        assert all(len(t["accounts"]) == 2 for t in info["targets"])
+        needed = len(accounts_for_every_scenario()[0])  # enough for the scenario needing most
+        assert all(len(t["accounts"]) == needed for t in info["targets"])
         # people's clients: here the harness itself, through the external driver's target files
         out = tmp_path / "clients"
         argv = ["run", "--out", str(out)]
@@ -202,7 +192,7 @@ def test_targets_up_serves_clients_until_down(tmp_path: Path, work_dir: Path, en
             "--scenario",
             "auth.bind.server-generated-resource",
         ]
-        clients = _cli(*argv)
+        clients = interop_cli(*argv)
         results = json.loads((out / "results.json").read_text())
         verdicts = {i["item_id"]: i["outcome"] for i in results["items"]}
         assert verdicts == {
@@ -210,7 +200,7 @@ def test_targets_up_serves_clients_until_down(tmp_path: Path, work_dir: Path, en
             for s in ("auth.sasl.wrong-password", "auth.bind.server-generated-resource")
             for t in ("prosody", "jabberd2")
         }, clients.stdout[-3000:]
-        down = _cli("targets", "down", "--state", str(state))
+        down = interop_cli("targets", "down", "--state", str(state))
         assert down.returncode == 0, down.stderr
         assert up.wait(timeout=60) == 0
     finally:
@@ -339,7 +329,9 @@ def test_a_vendor_image_from_its_own_catalogue_runs_sharded_and_merges_into_one_
     assert whole.run.targets[0]["verified_here"] is False and whole.run.targets[0]["product"] == "xmppd"
     assert "NOT VERIFIED HERE" in (tmp_path / "whole" / "matrix.md").read_text()
     merged_out = tmp_path / "merged"
-    merge = _cli("merge", "--out", str(merged_out), *(str(r.out / "results.json") for r in runs.values()))
+    merge = interop_cli(
+        "merge", "--out", str(merged_out), *(str(r.out / "results.json") for r in runs.values())
+    )
     assert merge.returncode == whole.code, merge.stdout + merge.stderr
     merged = read_results(merged_out / "results.json")
     assert sorted((i.item_id, i.outcome) for i in merged.items) == sorted(

@@ -15,21 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.results import read_results
+from harness.targets.local import processes_naming
 from tests.integration.conftest import ROOT
-
-
-def _processes_mentioning(marker: str, *more: str) -> list[str]:
-    """Processes whose command line contains ``marker`` and every one of ``more``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) != os.getpid():
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if all(m.encode() in cmdline for m in (marker, *more)):
-                found.append(proc.name)
-    return found
 
 
 @pytest.mark.parametrize(
@@ -107,7 +94,7 @@ def test_stopped_run_cleans_up(
         if child.poll() is None:
             child.kill()
     assert child.returncode != 0
-    assert _processes_mentioning(str(work)) == [], output.decode()[-3000:]
+    assert processes_naming(str(work)) == [], output.decode()[-3000:]
     mounts = [p for p in Path("/proc").glob("[0-9]*/mountinfo")]
     leaked = []
     for mountinfo in mounts:
@@ -125,7 +112,7 @@ def test_stopped_run_cleans_up(
 
 def _servers_up(work: Path, workers: int, out: Path, wait_for: tuple[str, ...]) -> bool:
     if not workers:
-        return bool(_processes_mentioning(str(work / "targets"), *wait_for))
-    every_worker = all(_processes_mentioning(str(work / f"gw{i}" / "targets")) for i in range(workers))
+        return bool(processes_naming(str(work / "targets"), *wait_for))
+    every_worker = all(processes_naming(str(work / f"gw{i}" / "targets")) for i in range(workers))
     # more finished items than workers: some worker finished two, so it had reported the first
     return every_worker and len(list((out / "items").glob("*/traffic.pcap"))) > workers

@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 
 from harness.options import PROJECT_ROOT
+from harness.profiles import Profile
 from harness.report.html import item_dir
 from harness.results import ItemResult, RunRecord, TargetRecord
 
@@ -23,6 +24,14 @@ FED_FILE = "scenarios/federation/fed.s2s.message-delivery.yaml"
 MISSING_FILE = "scenarios/authentication/auth.gone.yaml"
 TARGETS = ("prosody", "ejabberd", "jabberd2")
 PAIRS = (("prosody", "ejabberd"), ("ejabberd", "prosody"), ("prosody", "prosody"), ("ejabberd", "jabberd2"))
+# ranks the targets (ranking.html): a must-pass failed, one failed over a pair, one not run everywhere
+PROFILE = Profile(
+    f"campus{SCRIPT}",
+    f"Campus {SCRIPT}",
+    {"*": {"MUST": 3, "SHOULD": 2, "MAY": 1, "POLICY": 2}, "federation": {"MUST": 4, "SHOULD": 2}},
+    must_pass=["auth.sasl.wrong-password", "fed.s2s.message-delivery", "auth.nothing"],
+    description=f"For a campus {IMG}",
+)
 
 
 def _sha(rel: str) -> str:
@@ -82,7 +91,7 @@ def item(
 
 def hostile_run() -> RunRecord:
     """Authentication on three targets (every verdict, hostile reasons, many MUST failures) and
-    federation over four ordered pairs plus one single-target scenario."""
+    federation over four ordered pairs plus one single-target scenario, ranked under :data:`PROFILE`."""
     reason = f"step 2 (expect alice, line 26): expected <success/>; got {HOSTILE} from {LONG_JID}"
     items = [
         item("auth.sasl.wrong-password", "prosody", "pass"),
@@ -142,7 +151,13 @@ def hostile_run() -> RunRecord:
         finished_at="2026-01-01T00:04:12Z",
         command=["interop", "run", "--targets", ",".join(TARGETS)],
         host={},
-        selection={"targets": list(TARGETS), "categories": [], "scenarios": [], "knobs": {}},
+        selection={
+            "targets": list(TARGETS),
+            "categories": [],
+            "scenarios": [],
+            "knobs": {},
+            "profile": PROFILE.to_dict(),
+        },
         targets=targets,
         items=items,
     )

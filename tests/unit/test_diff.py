@@ -11,7 +11,7 @@ import yaml
 
 from harness.baseline import Baselines, read_file, update_from_run
 from harness.cli import main
-from harness.diff import compare, diff_exit_code, knob_changes, load_run, render_markdown
+from harness.diff import compare, diff_exit_code, knob_changes, knob_rows, load_run, render_markdown
 from harness.results import write_results
 from harness.targets.spec import CatalogueError
 from harness.verdict import Outcome, Verdict
@@ -120,6 +120,26 @@ def test_the_configuration_the_two_runs_differ_in() -> None:
     md = render_markdown(compare(old, hardened), old, hardened)
     assert "(default) -> 20240501-120000-abcd (hardened)" in md
     assert "| prosody | sasl_plain |  | off |" in md
+
+
+def test_knobs_over_several_runs_and_the_two_run_view_of_them() -> None:
+    """One rule for any number of runs (the history's table); two runs (the diff's) keep the
+    targets both ran, since a target only one run has is a change of coverage."""
+    default = run(item("auth.a", [P]))
+    hardened = dataclasses.replace(
+        default, targets=[{**t, "knobs": {"sasl_plain": "off"}} for t in default.targets]
+    )
+    extra = {**dataclasses.replace(target("tigase"), product="tigase").run_target(), "knobs": {"muc": "on"}}
+    plus_one = dataclasses.replace(hardened, targets=[*hardened.targets, extra])
+    rows = knob_rows([default, hardened, plus_one])
+    assert [(r.target, r.knob, r.values) for r in rows] == [
+        ("ejabberd", "sasl_plain", ["", "off", "off"]),
+        ("prosody", "sasl_plain", ["", "off", "off"]),
+        ("tigase", "muc", ["", "", "on"]),
+    ]
+    assert knob_rows([hardened, hardened]) == []
+    assert [(k.target, k.knob, k.old, k.new) for k in knob_changes(hardened, plus_one)] == []
+    assert {k.target for k in knob_changes(default, plus_one)} == {"prosody", "ejabberd"}
 
 
 def test_the_commands_diff_history_and_baseline_update(

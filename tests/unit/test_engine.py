@@ -61,6 +61,8 @@ class BrokenProvisioning(RunningTarget):
 
 
 class NoServices:
+    keylog_foreign_accounts = False
+
     def source_address(self, target: RunningTarget) -> None:
         return None
 

@@ -1,8 +1,9 @@
 """The HTML report in a real browser: headless Chromium opens a report of a hostile synthetic run.
 
-What only a browser shows: that no script a target smuggled into a reason, a stream id or a
-version runs (no alert, no console error), that the filters, the search and the sorting work,
-and that an item page has its steps and its scenario link. Beside it, that no link of any page
+What only a browser shows: that no script a target smuggled into a reason, a stream id, a
+version or a profile runs (no alert, no console error), that the filters, the search and the
+sorting work (on the index and on the behaviour page), that an item page has its steps and its
+scenario link, and that the behaviour and ranking pages lead to item pages. Beside it, that no link of any page
 points at a missing file. It also writes the screenshots the README shows (``docs/img/report-*.png``), so
 they always show the current report.
 """
@@ -151,10 +152,12 @@ class _Links(HTMLParser):
 
 
 def test_no_link_points_at_a_missing_file(report):
-    """Every link of every page (index, items, scenarios) resolves, as a browser resolves it,
-    to a file inside the run folder (read without the browser: 30 page loads would be slow)."""
-    pages = [report / "index.html", *report.glob("items/*/index.html"), *report.glob("scenarios/*.html")]
-    assert len(pages) == 1 + len(hostile_run().items) + 2
+    """Every link of every page (index, behaviour, ranking, items, scenarios) resolves, as a browser
+    resolves it, to a file inside the run folder (read without the browser: 30 page loads would be
+    slow)."""
+    pages = list(report.rglob("*.html"))
+    assert {report / "behaviour.html", report / "ranking.html"} <= set(pages)
+    assert len(pages) == 3 + len(hostile_run().items) + 2
     for page in pages:
         parser = _Links()
         parser.feed(page.read_text(encoding="utf-8"))
@@ -172,3 +175,36 @@ def test_an_item_without_evidence_has_a_page_too(browser, report):
     browser.find_element(By.CSS_SELECTOR, "a[title='auth.nothing[prosody]']").click()
     _open(browser, Path(unquote(urlsplit(browser.current_url).path)))
     assert browser.find_element(By.TAG_NAME, "h1").text == "auth.nothing[prosody]"
+
+
+def test_behaviour_page_filters_and_leads_to_an_item_page(browser, report):
+    _open(browser, report / "behaviour.html")
+    all_rows = _visible_rows(browser)
+    assert "auth.sasl.wrong-password" in all_rows and "fed.s2s.message-delivery" in all_rows
+    browser.save_screenshot(str(SCREENSHOTS / "report-behaviour.png"))
+    assert "docs/img/report-behaviour.png" in (PROJECT_ROOT / "README.md").read_text()
+    _choose(browser, "verdict", "error")
+    assert _visible_rows(browser) == ["auth.sasl.wrong-password"]
+    _clear(browser)
+    browser.find_element(By.ID, "f-search").send_keys("RECEIVED")  # what a pass saw, any case
+    passed = {"auth.sasl.wrong-password", "auth.nothing", "fed.s2s.message-delivery", "fed.probe"}
+    assert set(_visible_rows(browser)) == passed  # the rows with a pass; their reasons are empty
+    _clear(browser)
+    assert _visible_rows(browser) == all_rows
+    browser.find_element(By.CSS_SELECTOR, "a[title='fed.s2s.message-delivery[ejabberd->prosody]']").click()
+    _open(browser, Path(unquote(urlsplit(browser.current_url).path)))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "fed.s2s.message-delivery[ejabberd->prosody]"
+
+
+def test_ranking_page_leads_to_the_cells_that_cost_points(browser, report):
+    _open(browser, report / "index.html")
+    browser.find_element(By.CSS_SELECTOR, "p.ranking-link a").click()
+    _open(browser, Path(unquote(urlsplit(browser.current_url).path)))
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith(
+        "Ranking under the profile Campus <script>"
+    )
+    costs = browser.find_elements(By.CSS_SELECTOR, "#target-3 table.costs a")
+    assert len(costs) == 15  # every cell that cost jabberd2 points, not only the costliest five
+    costs[0].click()
+    _open(browser, Path(unquote(urlsplit(browser.current_url).path)))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "auth.many.f00[jabberd2]"

@@ -89,3 +89,14 @@ def test_reasons_stay_text_and_the_file_is_xml(tmp_path: Path):
 def test_an_unknown_gate_is_refused():
     with pytest.raises(ValueError, match="unknown gate"):
         render_junit(_every_verdict(), "all")
+
+
+def test_the_suite_name_and_the_classname_prefix_are_the_runs_to_choose():
+    """pytest's ``junit_suite_name`` and ``--junit-prefix`` reach the file (harness.plugin)."""
+    default = ET.fromstring(render_junit(_every_verdict())).find("testsuite")
+    named = ET.fromstring(render_junit(_every_verdict(), suite_name="vendor <x>", prefix="nightly"))
+    suite = named.find("testsuite")
+    assert default.get("name") == "interop" and suite.get("name") == named.get("name") == "vendor <x>"
+    classnames = {case.get("classname") for case in suite.iter("testcase")}
+    assert "nightly.authentication.auth.a" in classnames and "nightly.federation.fed.s2s.j" in classnames
+    assert all(name.startswith("nightly.") for name in classnames)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ import yaml
 from harness.plugin import PROJECT_ROOT
 from harness.targets.config_edit import apply_edits
 from harness.targets.local import LocalTarget
-from harness.targets.spec import CatalogueError, Knob, load_spec
+from harness.targets.spec import CatalogueError, load_spec
 
 
 def _target(spec, tmp_path: Path, knobs: dict[str, str]) -> LocalTarget:
@@ -40,13 +41,16 @@ def test_for_each_in_xml_replaces_the_list(tmp_path: Path) -> None:
     assert "<jid>a@t.test</jid><jid>b@t.test</jid>" in out and "admin@t.test" not in out
 
 
-def test_for_each_other_than_value_list_is_refused(tmp_path: Path) -> None:
-    spec = load_spec(PROJECT_ROOT / "fixtures" / "targets" / "ejabberd")
-    bad = Knob("x", "", "", {"*": [{"file": "ejabberd.yml", "for_each": "values", "set": "a", "value": 1}]})
-    spec.knobs["x"] = bad
-    target = _target(spec, tmp_path, {"x": "1"})
-    with pytest.raises(CatalogueError, match="for_each must be value_list"):
-        target._knob_edits("ejabberd.yml")
+def test_for_each_other_than_value_list_is_refused_when_the_catalogue_loads(tmp_path: Path) -> None:
+    folder = tmp_path / "ejabberd"
+    shutil.copytree(PROJECT_ROOT / "fixtures" / "targets" / "ejabberd", folder)
+    text = (folder / "target.yaml").read_text()
+    (folder / "target.yaml").write_text(text.replace("for_each: value_list", "for_each: values"))
+    line = text[: text.index("for_each: value_list")].count("\n") + 1
+    with pytest.raises(
+        CatalogueError, match=f":{line}: knobs.admins.values.\\*.1.for_each: 'values' is not allowed"
+    ):
+        load_spec(folder)
 
 
 def test_the_runs_own_edits_are_recorded_as_a_diff_against_the_packaged_file(tmp_path: Path) -> None:

@@ -99,12 +99,16 @@ def test_installed_interop_lists_and_validates_from_anywhere(interop: Path, else
 
     validated = _run(interop, "validate", cwd=elsewhere)
     assert validated.returncode == 0, validated.stderr
-    assert (
-        validated.stdout.strip() == f"{len(scenario_files(PROJECT_ROOT / 'scenarios'))} scenario files valid"
-    )
+    scenarios = len(scenario_files(PROJECT_ROOT / "scenarios"))
+    entries = len(list((PROJECT_ROOT / "fixtures" / "targets").glob("*/target.yaml")))
+    profiles = len(list((PROJECT_ROOT / "fixtures" / "profiles").glob("*.yaml")))
+    shipped = f"{scenarios} scenario files, {entries} catalogue entries, {profiles} profiles valid"
+    assert validated.stdout.strip() == shipped  # every shipped file is in the wheel and valid
 
     vendor = elsewhere / "vendor-targets"  # --catalogue: a vendor's product beside the shipped ones
     shutil.copytree(PROJECT_ROOT / "fixtures" / "targets" / "prosody-image", vendor / "xserver")
+    entry = vendor / "xserver" / "target.yaml"  # a product is named as its folder
+    entry.write_text(entry.read_text().replace("product: prosody-image", "product: xserver", 1))
     targets = _run(interop, "list", "targets", "--catalogue", vendor, cwd=elsewhere)
     assert targets.returncode == 0, targets.stderr
     assert re.search(r"^xserver ", targets.stdout, re.M) and re.search(r"^prosody ", targets.stdout, re.M)

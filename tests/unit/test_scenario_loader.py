@@ -120,6 +120,13 @@ def test_a_pattern_that_does_not_parse_is_reported_at_validation(tmp_path):
     assert line.startswith(f"{path}:19: step 3 (expect): match: pattern is not well-formed XML")
 
 
+def test_parameters_of_the_wrong_shape_are_reported_and_not_checked_further(tmp_path):
+    """An actor kind's own checks (e.g. that a pattern parses) expect the schema's shape."""
+    path = write(tmp_path, GOOD.replace('match: "<failure', 'match:\n      note: "<failure'))
+    (line,) = problems(path)
+    assert line.startswith(f"{path}:21: step 3 (expect): match: None is not of type 'string'")
+
+
 def test_yaml_syntax_error_and_file_name(tmp_path):
     broken = write(tmp_path, GOOD.replace("level: MUST", "level: MUST: twice"))
     assert problems(broken)[0].startswith(f"{broken}:5: not valid YAML")
@@ -148,6 +155,9 @@ def test_validate_command_exit_codes(tmp_path, capsys):
     write(bad_dir, GOOD.replace("level: MUST", "level: REQUIRED"))
     assert main(["validate", str(bad_dir)]) == 2
     assert f"{bad_dir}/auth.example.check.yaml:5: level" in capsys.readouterr().err
+    missing = tmp_path / "missing.yaml"
+    assert main(["validate", str(missing)]) == 2
+    assert f"{missing}:1: cannot read the file: No such file or directory" in capsys.readouterr().err
 
 
 def test_shipped_catalogue_is_valid():

@@ -617,5 +617,5 @@ def test_the_certificate_scenario_on_a_target_file_with_verify_false_is_unsuppor
     assert run.verdict.outcome is Outcome.UNSUPPORTED
     assert run.verdict.reason.endswith(CERTIFICATE_NOT_CHECKED)
     target_file.write_text(target_file.read_text().replace("verify: false", "verify: 'no'"))
-    with pytest.raises(CatalogueError, match="verify must be true or false, not 'no'"):
+    with pytest.raises(CatalogueError, match=r"vendor.yaml:\d+: verify: 'no' is not of type 'boolean'"):
         load_target_file(target_file)

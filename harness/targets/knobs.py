@@ -1,0 +1,163 @@
+"""The standard knobs: the names and values every catalogue entry and scenario share.
+
+A scenario asks a role's target for a knob value by name (``s2s_block=<origin's domain>``) and
+a product without that knob is ``unsupported`` for the item. That only compares products when a
+name means the same everywhere, so the names, their values and their meaning are fixed here: a
+``target.yaml`` may declare no other knob (:func:`harness.targets.spec.load_spec`), and
+``docs/knobs.md`` is generated from this table and the catalogue (``interop knobs``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.targets.spec import TargetSpec
+
+ANY_VALUE = "*"  # the key of a list knob's edits, for any value (rendered with value and value_list)
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
+
+
+def value_list(value: str) -> list[str]:
+    """A list knob's items: comma-separated, blanks dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """The values a knob takes: the listed ones, or a comma-separated list of items of one form
+    (``item``; empty is a list too)."""
+
+    label: str
+    choices: tuple[str, ...] = ()
+    item: re.Pattern[str] | None = None
+
+    @property
+    def is_list(self) -> bool:
+        return self.item is not None
+
+    def problem(self, value: str) -> str | None:
+        """What is wrong with ``value`` for a knob of this kind; None when it fits."""
+        if self.item is None:
+            if value in self.choices:
+                return None
+            return f"{value!r} is not one of {', '.join(self.choices)}"
+        bad = [item for item in value_list(value) if not self.item.fullmatch(item)]
+        return f"{', '.join(map(repr, bad))}: not a {self.label} item" if bad else None
+
+
+SWITCH = Kind('"on", "off"', ("on", "off"))  # quoted: YAML reads on/off/true/false as booleans
+BOOLEAN = Kind('"true", "false"', ("true", "false"))
+DOMAINS = Kind("domain list", item=re.compile(_DOMAIN))
+JIDS = Kind("JID list", item=re.compile(rf"[^@/\s\"',]+@{_DOMAIN}"))
+
+
+def choice(*values: str) -> Kind:
+    return Kind(", ".join(values), values)
+
+
+@dataclass(frozen=True)
+class StandardKnob:
+    name: str
+    kind: Kind
+    meaning: str
+
+
+STANDARD: dict[str, StandardKnob] = {
+    knob.name: knob
+    for knob in (
+        StandardKnob(
+            "c2s_require_encryption", BOOLEAN, "clients must complete STARTTLS before authenticating"
+        ),
+        StandardKnob(
+            "allow_plain_without_tls", BOOLEAN, "SASL PLAIN offered and accepted on an unencrypted stream"
+        ),
+        StandardKnob("registration", choice("open", "closed"), "in-band registration (XEP-0077)"),
+        StandardKnob("direct_tls", SWITCH, "a direct-TLS c2s listener (XEP-0368) on `ports.c2s_tls`"),
+        StandardKnob(
+            "sasl_external",
+            SWITCH,
+            "SASL EXTERNAL with client certificates (XEP-0178) on c2s, checked against the run's CA",
+        ),
+        StandardKnob("sasl_plain", SWITCH, "SASL PLAIN offered at all"),
+        StandardKnob("sasl_digest_md5", SWITCH, "SASL DIGEST-MD5 (RFC 6331, historic) offered"),
+        StandardKnob("legacy_auth", SWITCH, "legacy non-SASL authentication (XEP-0078) offered"),
+        StandardKnob(
+            "s2s_auth",
+            choice("either", "dialback", "certificate"),
+            "how incoming remote servers may authenticate: dialback (XEP-0220), certificates "
+            "(PKIX + SASL EXTERNAL, XEP-0178), or either",
+        ),
+        StandardKnob("s2s_tls", choice("required", "optional"), "TLS on server-to-server streams"),
+        StandardKnob(
+            "s2s_default_policy",
+            choice("allow", "deny"),
+            "federation at all: `deny` refuses every remote domain but those of `s2s_allow`",
+        ),
+        StandardKnob("s2s_block", DOMAINS, "remote domains this server refuses to federate with"),
+        StandardKnob("s2s_allow", DOMAINS, "the only remote domains this server federates with (empty: any)"),
+        StandardKnob("muc", SWITCH, "a multi-user chat service (XEP-0045) at `conference.<domain>`"),
+        StandardKnob("mam", SWITCH, "message archives (XEP-0313) for the server's users"),
+        StandardKnob("admins", JIDS, "the server's administrators (empty: as packaged)"),
+    )
+}
+
+
+def knob_problem(name: str, value: str) -> str | None:
+    """What is wrong with asking for knob ``name`` = ``value``; None when both are standard."""
+    knob = STANDARD.get(name)
+    if knob is None:
+        return f"{name!r} is not a standard knob; standard knobs: {', '.join(STANDARD)} (docs/knobs.md)"
+    problem = knob.kind.problem(value)
+    return f"knob {name}: {problem}" if problem else None
+
+
+_INTRO = """\
+# Standard knobs
+
+<!-- Generated by `interop knobs` from harness/targets/knobs.py and fixtures/targets/*/target.yaml:
+     edit those, then run `interop knobs > docs/knobs.md` (tests/unit/test_catalogue_schema.py checks). -->
+
+A knob is a named change to a product's packaged configuration; its default is the packaged
+behaviour. Scenarios ask a role's target for knob values by these names, so every catalogue
+entry uses them with these values, and `target.yaml` may declare no other knob
+(`interop validate` says which line). A product without a knob a scenario needs is
+`unsupported` for the item. List values are comma-separated; their edits go under the value
+`"*"` (docs/targets.md, "Standard knobs").
+
+| knob | values | meaning |
+| --- | --- | --- |
+"""
+
+
+def _cell(name: str, spec: TargetSpec) -> str:
+    """The values one product has for a knob: its packaged default first, in bold."""
+    knob = spec.knobs.get(name)
+    if knob is None:
+        return "—"
+    shown = {"": "(empty)", ANY_VALUE: "any list"}
+    others = sorted(set(knob.values) - {knob.default})
+    return ", ".join([f"**{shown.get(knob.default, knob.default)}**", *(shown.get(v, v) for v in others)])
+
+
+def markdown(products: Mapping[str, TargetSpec]) -> str:
+    """docs/knobs.md: the standard knobs, and which product has which, with which values."""
+    lines = [f"| `{k.name}` | {k.kind.label} | {k.meaning} |" for k in STANDARD.values()]
+    names = sorted(products)
+    lines += [
+        "",
+        "## Which product has which knob",
+        "",
+        "Each product's values of each knob from its `target.yaml`, its packaged default in bold;",
+        "— : the product has no such knob.",
+        "",
+        "| knob | " + " | ".join(names) + " |",
+        "| --- |" + " --- |" * len(names),
+    ]
+    lines += [f"| `{k}` | " + " | ".join(_cell(k, products[p]) for p in names) + " |" for k in STANDARD]
+    return _INTRO + "\n".join(lines) + "\n"

@@ -1,0 +1,117 @@
+"""Federation across servers the harness did not start, as at an interop event: a second harness
+process (``interop targets up --guests jabberd2``) plays the event and two vendors (Prosody and
+ejabberd), and one run federates both external targets with each other and with a jabberd2 it
+starts itself (docs/interop-events.md, "Federation at an event"). No cell may be an ``error``,
+and every verdict must be the one the local driver gives the same pair of products, except where
+a scenario needs a knob on an external receiver (unsupported there, with the knob named)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.targets.local import is_installed
+from harness.targets.spec import catalogue
+from tests.integration.conftest import ROOT, interop_cli
+
+PRODUCTS = ("prosody", "ejabberd", "jabberd2")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not all(is_installed(catalogue(ROOT / "fixtures" / "targets")[p]) for p in PRODUCTS),
+        reason="prosody, ejabberd and jabberd2 must be installed (ci/setup.sh)",
+    ),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the local driver runs servers as their own users (root)"),
+]
+
+# delivery both ways, dialback with a peer server the harness plays (its certificate from the
+# event's CA, its name from the event's plan), and a policy that needs a knob on the receiver
+SCENARIOS = ("fed.s2s.message-delivery", "fed.dialback.verify", "fed.policy.blocked-domain")
+SELECTION = [arg for scenario in SCENARIOS for arg in ("--scenario", scenario)]
+VENDORS = ("prosody", "ejabberd")
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harness.cli", *args]
+
+
+@pytest.fixture
+def event(tmp_path: Path, work_dir: Path) -> Iterator[Path]:
+    """The state folder of a ``targets up`` that plays the event and two vendors."""
+    state = tmp_path / "event"
+    up = subprocess.Popen(
+        _command(
+            "targets", "up", "--targets", ",".join(VENDORS), "--guests", "jabberd2", "--state", str(state)
+        ),
+        cwd=ROOT,
+        env=dict(os.environ, INTEROP_WORKDIR=str(work_dir)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield state
+        assert interop_cli("targets", "down", "--state", str(state)).returncode == 0
+        assert up.wait(timeout=60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+
+
+def _wait_for(state: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not (state / "topology.json").exists():
+        assert time.monotonic() < deadline, "targets up did not finish within 120 s"
+        time.sleep(0.2)  # polling for the other process's progress, not a verdict
+
+
+def _verdicts(out: Path) -> dict[str, tuple[str, str]]:
+    results = json.loads((out / "results.json").read_text())
+    return {item["item_id"]: (item["outcome"], item["reason"] or "") for item in results["items"]}
+
+
+def test_external_pairs_agree_with_the_local_matrix(event: Path, tmp_path: Path) -> None:
+    # the same products run locally, at the same time as the event comes up
+    local = subprocess.Popen(
+        _command("run", "--targets", ",".join(PRODUCTS), "--out", str(tmp_path / "local"), *SELECTION),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _wait_for(event)
+    files = [arg for vendor in VENDORS for arg in ("--target-file", str(event / f"{vendor}.target.yaml"))]
+    # one worker: every item on an external target shares its accounts and the event's names
+    done = interop_cli("run", *files, "--targets", "jabberd2", "--out", str(tmp_path / "ext"), *SELECTION)
+    assert (tmp_path / "ext" / "results.json").exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    local_out, _ = local.communicate(timeout=300)
+    assert (tmp_path / "local" / "results.json").exists(), local_out[-3000:]
+
+    external, reference = _verdicts(tmp_path / "ext"), _verdicts(tmp_path / "local")
+    assert len(external) == len(SCENARIOS) * 7  # 6 ordered pairs of 3 targets, jabberd2 with its second
+    assert {i: v for i, v in external.items() if v[0] == "error"} == {}
+    differences = {i: (v, reference[i]) for i, v in external.items() if v[0] != reference[i][0]}
+    for item, ((outcome, reason), _) in differences.items():
+        receiver = item.split("->")[1].rstrip("]")
+        assert item.startswith("fed.policy.blocked-domain[") and receiver in VENDORS, (item, outcome, reason)
+        assert (outcome, reason) == (
+            "unsupported",
+            f"{receiver} has no knob s2s_block (the scenario needs it on receiver, for RFC 6120 §10.4.3)",
+        )
+    # the dialback items had a peer server on an external receiver, and the event's names
+    assert external["fed.dialback.verify[prosody->ejabberd]"][0] == "pass"
+    assert external["fed.s2s.message-delivery[ejabberd->jabberd2]"][0] == "pass"
+    assert sorted(differences) == [
+        "fed.policy.blocked-domain[ejabberd->prosody]",
+        "fed.policy.blocked-domain[jabberd2->ejabberd]",
+        "fed.policy.blocked-domain[jabberd2->prosody]",
+        "fed.policy.blocked-domain[prosody->ejabberd]",
+    ]
