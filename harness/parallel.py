@@ -126,12 +126,13 @@ def _scenario(path: Path) -> Scenario | None:
         return None
 
 
-def make_scheduler(config: pytest.Config, log: Any, group_of: Callable[[str], str | None]) -> Any:
-    """xdist's scope scheduling with one scope per ``group_of(nodeid)`` (None: the item alone)."""
+def make_scheduler(config: pytest.Config, log: Any, group_of: Callable[[str, list[str]], str | None]) -> Any:
+    """xdist's scope scheduling with one scope per ``group_of(nodeid, collection)`` (None: the
+    item alone); ``collection``: every node id of the run, which a group may depend on."""
     from xdist.scheduler import LoadScopeScheduling
 
     class ScenarioScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return group_of(nodeid) or nodeid
+            return group_of(nodeid, self.collection or []) or nodeid
 
     return ScenarioScheduling(config, log)

@@ -494,21 +494,23 @@ def _selected_items(config: pytest.Config) -> int:
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if not parallel.scenario_run(config):
         return None
-    return parallel.make_scheduler(config, log, lambda nodeid: _group(config, nodeid))
+    return parallel.make_scheduler(config, log, lambda nodeid, every: _group(config, nodeid, every))
 
 
-def _group(config: pytest.Config, nodeid: str) -> str | None:
-    """The items one worker runs one after the other: every item on a target this run does not
-    start (an external server is one for all workers, so items on any of them must not overlap:
-    they share its accounts, and federation with it the planned addresses), and items that need
-    the same knob values on the same targets (one restart, not one per item)."""
+def _group(config: pytest.Config, nodeid: str, collection: list[str]) -> str | None:
+    """The items one worker runs one after the other: every item on an external target with
+    every other item on it or on an external target paired with it (an external server is one for
+    all workers: its items must not overlap, they share its accounts, and federation with it the
+    planned addresses), and items that need the same knob values on the same targets (one
+    restart, not one per item)."""
     item = parallel.item_of(config, nodeid)
     if item is None:
         return None
     scenario, names = item
     topology = _state(config).topology
-    if any(name in topology.external for name in names):
-        return "external targets"
+    external = [name for name in names if name in topology.external]
+    if external:
+        return "external " + _external_groups(config, collection)[external[0]]
     roles = dict(zip(scenario.roles, names, strict=False))
     try:
         knobs = topology.role_knobs(scenario.roles, roles)
@@ -578,6 +580,28 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _RUN = pytest.StashKey[RunRecord]()
+_EXTERNAL_GROUPS = pytest.StashKey[dict[str, str]]()
+
+
+def _external_groups(config: pytest.Config, collection: list[str]) -> dict[str, str]:
+    """External target -> its group: targets that share an item are in one (connected
+    components over the collection), named by their first name in order."""
+    if _EXTERNAL_GROUPS not in config.stash:
+        external = _state(config).topology.external
+        group = {name: name for name in external}
+
+        def root(name: str) -> str:
+            while group[name] != name:
+                name = group[name]
+            return name
+
+        for nodeid in collection:
+            item = parallel.item_of(config, nodeid)
+            shared = sorted({root(n) for n in (item[1] if item else []) if n in external})
+            for other in shared[1:]:
+                group[other] = shared[0]
+        config.stash[_EXTERNAL_GROUPS] = {name: root(name) for name in external}
+    return config.stash[_EXTERNAL_GROUPS]
 
 
 def session_status(status: int, run: RunRecord, unrecorded_failures: list[str]) -> int:

@@ -19,7 +19,6 @@ import docker
 import pytest
 import yaml
 
-from harness.cli import accounts_for_every_scenario
 from harness.resources import CATALOGUE
 from harness.results import read_results
 from harness.targets import docker_images
@@ -167,6 +166,8 @@ def test_targets_up_serves_clients_until_down(tmp_path: Path, work_dir: Path, en
         "docker",
         "--targets",
         "prosody,jabberd2",
+        "--accounts",
+        "alice,bob",  # what the clients below use (without it, enough for every scenario)
         "--state",
         str(state),
     )
@@ -179,8 +180,9 @@ def test_targets_up_serves_clients_until_down(tmp_path: Path, work_dir: Path, en
         info = json.loads((state / "topology.json").read_text())
         assert oct((state / "topology.json").stat().st_mode & 0o777) == "0o600"
         assert {t["name"] for t in info["targets"]} == {"prosody", "jabberd2"}
-        needed = len(accounts_for_every_scenario()[0])  # enough for the scenario needing most
-        assert all(len(t["accounts"]) == needed for t in info["targets"])
+        assert all(
+            [a["jid"].split("@")[0] for a in t["accounts"]] == ["alice", "bob"] for t in info["targets"]
+        )
         # people's clients: here the harness itself, through the external driver's target files
         out = tmp_path / "clients"
         argv = ["run", "--out", str(out)]
@@ -297,7 +299,8 @@ def _request_bodies(stream: bytes, path: bytes) -> list[bytes]:
     return bodies
 
 
-VENDOR_SCENARIOS = ("auth.sasl.*", "auth.tls.starttls-*")
+# enough items to share between two shards (the flow is what this checks, not the product)
+VENDOR_SCENARIOS = ("auth.sasl.wrong-password", "auth.sasl.plain-over-tls", "auth.tls.starttls-*")
 
 
 def test_a_vendor_image_from_its_own_catalogue_runs_sharded_and_merges_into_one_run(
@@ -325,7 +328,7 @@ def test_a_vendor_image_from_its_own_catalogue_runs_sharded_and_merges_into_one_
     }
     whole = interop(args, tmp_path / "whole", work_dir / "whole", timeout=900)
     assert whole.run is not None and all(r.run is not None for r in runs.values()), whole.stdout[-3000:]
-    assert len(whole.run.items) >= 10 and not [i for i in whole.run.items if i.outcome == "error"]
+    assert len(whole.run.items) >= 4 and not [i for i in whole.run.items if i.outcome == "error"]
     assert whole.run.targets[0]["verified_here"] is False and whole.run.targets[0]["product"] == "xmppd"
     assert "NOT VERIFIED HERE" in (tmp_path / "whole" / "matrix.md").read_text()
     merged_out = tmp_path / "merged"

@@ -19,7 +19,7 @@ import pytest
 
 from harness.targets.local import is_installed
 from harness.targets.spec import catalogue
-from tests.integration.conftest import ROOT, interop_cli
+from tests.integration.conftest import ROOT, InteropRun, interop_cli
 
 PRODUCTS = ("prosody", "ejabberd", "jabberd2")
 pytestmark = [
@@ -78,24 +78,15 @@ def _verdicts(out: Path) -> dict[str, tuple[str, str]]:
     return {item["item_id"]: (item["outcome"], item["reason"] or "") for item in results["items"]}
 
 
-def test_external_pairs_agree_with_the_local_matrix(event: Path, tmp_path: Path) -> None:
-    # the same products run locally, at the same time as the event comes up
-    local = subprocess.Popen(
-        _command("run", "--targets", ",".join(PRODUCTS), "--out", str(tmp_path / "local"), *SELECTION),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def test_external_pairs_agree_with_the_local_matrix(event: Path, tmp_path: Path, fed_run: InteropRun) -> None:
+    """The reference: the federation category run of the same three products on the local
+    driver, which the integration suite runs anyway (``fed_run``)."""
     _wait_for(event)
     files = [arg for vendor in VENDORS for arg in ("--target-file", str(event / f"{vendor}.target.yaml"))]
-    # one worker: every item on an external target shares its accounts and the event's names
     done = interop_cli("run", *files, "--targets", "jabberd2", "--out", str(tmp_path / "ext"), *SELECTION)
     assert (tmp_path / "ext" / "results.json").exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    local_out, _ = local.communicate(timeout=300)
-    assert (tmp_path / "local" / "results.json").exists(), local_out[-3000:]
 
-    external, reference = _verdicts(tmp_path / "ext"), _verdicts(tmp_path / "local")
+    external, reference = _verdicts(tmp_path / "ext"), _verdicts(fed_run.out)
     assert len(external) == len(SCENARIOS) * 7  # 6 ordered pairs of 3 targets, jabberd2 with its second
     assert {i: v for i, v in external.items() if v[0] == "error"} == {}
     differences = {i: (v, reference[i]) for i, v in external.items() if v[0] != reference[i][0]}

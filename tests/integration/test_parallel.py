@@ -107,4 +107,11 @@ def test_the_run_has_one_certificate_authority(auth_run):
 
 def test_a_worker_writes_no_report_of_its_own(auth_run):
     written = sorted(p.name for p in Path(auth_run.out).iterdir() if p.is_file())
-    assert written == ["behaviour.md", "index.html", "junit.xml", "matrix.md", "results.json"]
+    assert written == [
+        "behaviour.html",
+        "behaviour.md",
+        "index.html",
+        "junit.xml",
+        "matrix.md",
+        "results.json",
+    ]
