@@ -13,11 +13,13 @@ own work folder, loopback blocks and containers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -81,6 +83,33 @@ def interop_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess
         timeout=timeout,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def targets_up(state: Path, work: Path, *args: str) -> Iterator[Path]:
+    """``interop targets up ARGS --state STATE`` in a child process (a second harness playing
+    vendors), once its topology is written; ended with ``targets down`` afterwards. Yields STATE."""
+    up = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "targets", "up", *args, "--state", str(state)],
+        cwd=ROOT,
+        env=dict(os.environ, INTEROP_WORKDIR=str(work)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (state / "topology.json").exists():
+            assert up.poll() is None, up.stdout.read().decode()[-3000:] if up.stdout else ""
+            assert time.monotonic() < deadline, "targets up did not finish within 120 s"
+            time.sleep(0.2)  # polling for the child's progress, not a verdict
+        yield state
+        assert interop_cli("targets", "down", "--state", str(state)).returncode == 0
+        assert up.wait(timeout=60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
 
 
 # (category, driver, --jobs or None for the default): a category run the tests read

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import pytest
 
 from harness.targets.local import is_installed
 from harness.targets.spec import catalogue
-from tests.integration.conftest import ROOT, InteropRun, interop_cli
+from tests.integration.conftest import ROOT, InteropRun, interop_cli, targets_up
 
 PRODUCTS = ("prosody", "ejabberd", "jabberd2")
 pytestmark = [
@@ -38,39 +35,13 @@ SELECTION = [arg for scenario in SCENARIOS for arg in ("--scenario", scenario)]
 VENDORS = ("prosody", "ejabberd")
 
 
-def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "harness.cli", *args]
-
-
 @pytest.fixture
 def event(tmp_path: Path, work_dir: Path) -> Iterator[Path]:
     """The state folder of a ``targets up`` that plays the event and two vendors."""
-    state = tmp_path / "event"
-    up = subprocess.Popen(
-        _command(
-            "targets", "up", "--targets", ",".join(VENDORS), "--guests", "jabberd2", "--state", str(state)
-        ),
-        cwd=ROOT,
-        env=dict(os.environ, INTEROP_WORKDIR=str(work_dir)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    with targets_up(
+        tmp_path / "event", work_dir, "--targets", ",".join(VENDORS), "--guests", "jabberd2"
+    ) as state:
         yield state
-        assert interop_cli("targets", "down", "--state", str(state)).returncode == 0
-        assert up.wait(timeout=60) == 0
-    finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
-
-
-def _wait_for(state: Path) -> None:
-    deadline = time.monotonic() + 120
-    while not (state / "topology.json").exists():
-        assert time.monotonic() < deadline, "targets up did not finish within 120 s"
-        time.sleep(0.2)  # polling for the other process's progress, not a verdict
 
 
 def _verdicts(out: Path) -> dict[str, tuple[str, str]]:
@@ -81,7 +52,6 @@ def _verdicts(out: Path) -> dict[str, tuple[str, str]]:
 def test_external_pairs_agree_with_the_local_matrix(event: Path, tmp_path: Path, fed_run: InteropRun) -> None:
     """The reference: the federation category run of the same three products on the local
     driver, which the integration suite runs anyway (``fed_run``)."""
-    _wait_for(event)
     files = [arg for vendor in VENDORS for arg in ("--target-file", str(event / f"{vendor}.target.yaml"))]
     done = interop_cli("run", *files, "--targets", "jabberd2", "--out", str(tmp_path / "ext"), *SELECTION)
     assert (tmp_path / "ext" / "results.json").exists(), done.stdout[-3000:] + done.stderr[-3000:]

@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,7 @@ import pytest
 
 from harness.targets.local import is_installed
 from harness.targets.spec import catalogue
-from tests.integration.conftest import ROOT, interop_cli
+from tests.integration.conftest import ROOT, interop_cli, targets_up
 
 pytestmark = [
     pytest.mark.integration,
@@ -50,27 +47,8 @@ CLEAN = ("roster items: none", "blocked JIDs: none", "vCard: empty", "private XM
 @pytest.fixture
 def vendor(tmp_path: Path, work_dir: Path) -> Iterator[Path]:
     """The target file of a Prosody another harness process keeps up (with its default accounts)."""
-    state = tmp_path / "state"
-    up = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "targets", "up", "--targets", "prosody", "--state", str(state)],
-        cwd=ROOT,
-        env=dict(os.environ, INTEROP_WORKDIR=str(work_dir)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not (state / "topology.json").exists():
-            assert up.poll() is None, up.stdout.read().decode()[-3000:] if up.stdout else ""
-            assert time.monotonic() < deadline, "targets up did not finish within 120 s"
-            time.sleep(0.2)  # polling for the child's progress, not a verdict
+    with targets_up(tmp_path / "state", work_dir, "--targets", "prosody") as state:
         yield state / "prosody.target.yaml"
-        assert interop_cli("targets", "down", "--state", str(state)).returncode == 0
-        assert up.wait(timeout=60) == 0
-    finally:
-        if up.poll() is None:
-            up.kill()
 
 
 def _run(target_file: Path, out: Path) -> dict[str, dict[str, Any]]:
